@@ -1,1 +1,27 @@
-"""qp"""
+"""The QP math core: no vision code lives here.
+
+- :class:`EqualityQP`: generic ``min 1/2 gamma |z|^2 + c.z  s.t.  A z = b`` layer.
+- :class:`GridCutQP`: the grid s-t cut QP (paper eq. 2), closed-form or sparse engine.
+- :class:`MatchingQP`: relaxed bipartite matching (paper §3.2, App. C).
+"""
+
+from cutslots.qp.cut import CutSolution, GridCutQP
+from cutslots.qp.equality_qp import EqualityQP, gamma_from_paper
+from cutslots.qp.factor import DependentRowsError, cholmod_available, factorize_gram
+from cutslots.qp.grid_graph import EDGE_CHANNELS, GridCutGraph, build_grid_cut_graph
+from cutslots.qp.matching import MatchingQP, matching_constraints
+
+__all__ = [
+    "CutSolution",
+    "DependentRowsError",
+    "EDGE_CHANNELS",
+    "EqualityQP",
+    "GridCutGraph",
+    "GridCutQP",
+    "MatchingQP",
+    "build_grid_cut_graph",
+    "cholmod_available",
+    "factorize_gram",
+    "gamma_from_paper",
+    "matching_constraints",
+]

@@ -1,0 +1,159 @@
+"""Exact closed-form solution of the paper-form grid cut QP (no factorization).
+
+Derivation: ``docs/cut-qp.md`` (and the design note it summarises). Eliminating the edge
+variables leaves ``M p = r`` over the vertex variables with
+``M = gamma/2 L + gamma I + gamma u u^T``, ``u = e_s - e_t``. Its pixel block is
+``K = gamma (L_grid + 2 I)``, diagonalised by the orthonormal DCT-II (free boundary), and
+the two terminals couple through constant vectors only, so a 2 x 2 Schur complement gives
+``p_s, p_t``. Per QP the work is four ``n x n`` matrix products along the grid axes plus
+element-wise operations. Every step is linear in the weights, so autograd is exact.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import torch
+
+from cutslots.qp.grid_graph import edge_exists
+
+_DCT_CACHE: dict[tuple[int, torch.dtype, str], torch.Tensor] = {}
+
+
+def dct_matrix(n: int, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Orthonormal DCT-II matrix ``D: (n, n)``; ``D @ x`` transforms ``x`` along its first axis."""
+    key = (n, dtype, str(device))
+    if key not in _DCT_CACHE:
+        k = torch.arange(n, dtype=torch.float64).unsqueeze(1)
+        j = torch.arange(n, dtype=torch.float64).unsqueeze(0)
+        D = torch.cos(math.pi * (2 * j + 1) * k / (2 * n)) * math.sqrt(2.0 / n)
+        D[0] /= math.sqrt(2.0)
+        _DCT_CACHE[key] = D.to(dtype=dtype, device=device)
+    return _DCT_CACHE[key]
+
+
+def grid_laplacian_eigenvalues(height: int, width: int, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+    """Eigenvalues ``(H, W)`` of the free-boundary 4-neighbour grid Laplacian in the DCT basis."""
+    lam_h = 2 - 2 * torch.cos(math.pi * torch.arange(height, dtype=torch.float64) / height)
+    lam_w = 2 - 2 * torch.cos(math.pi * torch.arange(width, dtype=torch.float64) / width)
+    return (lam_h[:, None] + lam_w[None, :]).to(dtype=dtype, device=device)
+
+
+def divergence(weights: torch.Tensor) -> torch.Tensor:
+    """Pixel divergence ``(B, H, W)`` of ``weights: (B, 6, H, W)``: ``(B^T w)`` at the pixels.
+
+    Weight leaving each pixel minus weight entering it; edges leaving the grid are ignored.
+    """
+    right, left, down, up, source, sink = weights.unbind(1)
+    div = sink - source
+    div[..., :, :-1] += right[..., :, :-1]
+    div[..., :, 1:] -= right[..., :, :-1]
+    div[..., :, 1:] += left[..., :, 1:]
+    div[..., :, :-1] -= left[..., :, 1:]
+    div[..., :-1, :] += down[..., :-1, :]
+    div[..., 1:, :] -= down[..., :-1, :]
+    div[..., 1:, :] += up[..., 1:, :]
+    div[..., :-1, :] -= up[..., 1:, :]
+    return div
+
+
+def edge_differences(x: torch.Tensor, x_s: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+    """``(B x)_e = x_tail - x_head`` for every edge: ``(B, 6, H, W)``, 0 on absent edges.
+
+    ``x: (B, H, W)`` at the pixels, ``x_s, x_t: (B,)`` at the terminals. This is the adjoint
+    of :func:`divergence` extended to the terminals.
+    """
+    B, H, W = x.shape
+    out = x.new_empty(B, 6, H, W)
+    out[:, 0, :, :-1] = x[:, :, :-1] - x[:, :, 1:]
+    out[:, 0, :, -1] = 0
+    out[:, 1, :, 1:] = x[:, :, 1:] - x[:, :, :-1]
+    out[:, 1, :, 0] = 0
+    out[:, 2, :-1, :] = x[:, :-1, :] - x[:, 1:, :]
+    out[:, 2, -1, :] = 0
+    out[:, 3, 1:, :] = x[:, 1:, :] - x[:, :-1, :]
+    out[:, 3, 0, :] = 0
+    out[:, 4] = x_s[:, None, None] - x
+    out[:, 5] = x - x_t[:, None, None]
+    return out
+
+
+class _Spectral:
+    """The fixed linear algebra of an ``H x W`` grid: ``K^{-1}`` and the terminal 2x2 system."""
+
+    def __init__(self, height: int, width: int, gamma: float, dtype: torch.dtype, device: torch.device) -> None:
+        n = height * width
+        self.gamma = gamma
+        self.Dh, self.Dw = dct_matrix(height, dtype, device), dct_matrix(width, dtype, device)
+        self.inv_eig = 1.0 / (gamma * (grid_laplacian_eigenvalues(height, width, dtype, device) + 2))
+        self.a = gamma * (n / 2 + 2 - n / 8)
+        self.o = -gamma * (1 + n / 8)
+        self.det = self.a * self.a - self.o * self.o
+
+    def k_inv(self, x: torch.Tensor) -> torch.Tensor:
+        """``K^{-1} x`` for ``x: (B, H, W)``, ``K = gamma (L_grid + 2 I)``: DCT, scale, inverse DCT."""
+        return self.Dh.T @ ((self.Dh @ x @ self.Dw.T) * self.inv_eig) @ self.Dw
+
+    def terminals(self, rhs_s: torch.Tensor, rhs_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Solve ``[a o; o a] [x_s; x_t] = [rhs_s; rhs_t]`` (a symmetric system)."""
+        return (
+            (self.a * rhs_s - self.o * rhs_t) / self.det,
+            (self.a * rhs_t - self.o * rhs_s) / self.det,
+        )
+
+    def solve(self, r: torch.Tensor, r_s: torch.Tensor, r_t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Solve ``M [p; p_s; p_t] = [r; r_s; r_t]``. ``M`` is symmetric: this is also its adjoint."""
+        # Schur complement on the terminals: K maps the constant vector to 2 gamma times it.
+        quarter_sum = r.sum((-2, -1)) / 4
+        p_s, p_t = self.terminals(r_s + quarter_sum, r_t + quarter_sum)
+        p = self.k_inv(r) + ((p_s + p_t) / 4)[:, None, None]
+        return p, p_s, p_t
+
+
+@functools.lru_cache(maxsize=32)
+def _spectral(height: int, width: int, gamma: float, dtype: torch.dtype, device: torch.device) -> _Spectral:
+    return _Spectral(height, width, gamma, dtype, device)
+
+
+class _VertexSolve(torch.autograd.Function):
+    """``w -> (p, p_s, p_t)`` with a hand-written adjoint (the map is affine in ``w``)."""
+
+    @staticmethod
+    def forward(ctx: Any, weights: torch.Tensor, gamma: float, b0: float) -> tuple[torch.Tensor, ...]:
+        _, _, H, W = weights.shape
+        spectral = _spectral(H, W, gamma, weights.dtype, weights.device)
+        ctx.spectral = spectral
+        # r = -1/2 B^T w + gamma b0 (e_s - e_t); (B^T w)_s = sum of source weights, _t = -sum of sink.
+        r = -0.5 * divergence(weights)
+        r_s = -0.5 * weights[:, 4].sum((-2, -1)) + gamma * b0
+        r_t = 0.5 * weights[:, 5].sum((-2, -1)) - gamma * b0
+        return spectral.solve(r, r_s, r_t)
+
+    @staticmethod
+    def backward(ctx: Any, grad_p: torch.Tensor, grad_s: torch.Tensor, grad_t: torch.Tensor) -> tuple[Any, ...]:
+        # M is symmetric, so the gradient w.r.t. r is M^{-1} applied to the output gradient;
+        # then r = -1/2 B^T w gives dL/dw = -1/2 B (dL/dr).
+        g, g_s, g_t = ctx.spectral.solve(-0.5 * grad_p, -0.5 * grad_s, -0.5 * grad_t)
+        return edge_differences(g, g_s, g_t), None, None
+
+
+def solve_grid_cut_closed_form(
+    weights: torch.Tensor, gamma: float, b0: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Solve the paper-form cut QP's vertex variables for ``weights: (B, 6, H, W)``.
+
+    Returns ``p: (B, H, W)``, ``p_s: (B,)``, ``p_t: (B,)``; weights of edges leaving the grid
+    are ignored (and get zero gradient). Inputs are assumed validated.
+    """
+    return _VertexSolve.apply(weights, gamma, b0)
+
+
+def edge_variables(
+    weights: torch.Tensor, p: torch.Tensor, p_s: torch.Tensor, p_t: torch.Tensor, gamma: float
+) -> torch.Tensor:
+    """``d_e = (p_tail - p_head)/2 - w_e/(2 gamma)``: ``(B, 6, H, W)``, 0 on absent edges."""
+    _, _, H, W = weights.shape
+    exists = torch.from_numpy(edge_exists(H, W, "paper")).to(weights.device)
+    return 0.5 * edge_differences(p, p_s, p_t) - (0.5 / gamma) * (weights * exists)
