@@ -1,0 +1,68 @@
+"""PNG figures: decompositions as in the paper's Fig. 4 and training curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def _hwc(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().float().clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def decomposition_figure(
+    images: torch.Tensor, out: Mapping[str, torch.Tensor], path: str | Path, max_rows: int = 4
+) -> Path:
+    """One row per image: original, reconstruction, then per slot its masked reconstruction
+    (``masks * slot_recons``) above its mask. ``images: (B,3,H,W)``, ``out`` from the model."""
+    masks, recons = out["masks"].detach().cpu(), out["slot_recons"].detach().cpu()
+    rows, slots = min(max_rows, images.shape[0]), masks.shape[1]
+    fig, axes = plt.subplots(2 * rows, slots + 2, figsize=(1.3 * (slots + 2), 2.6 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for r in range(rows):
+        top, bottom = axes[2 * r], axes[2 * r + 1]
+        top[0].imshow(_hwc(images[r]))
+        top[1].imshow(_hwc(out["recon"][r]))
+        if r == 0:
+            top[0].set_title("image", fontsize=8)
+            top[1].set_title("recon", fontsize=8)
+        for k in range(slots):
+            top[k + 2].imshow(_hwc(masks[r, k, None] * recons[r, k] + (1 - masks[r, k, None])))
+            bottom[k + 2].imshow(masks[r, k].numpy(), cmap="gray", vmin=0, vmax=1)
+            if r == 0:
+                top[k + 2].set_title(f"slot {k}", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def curve_figure(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | Path, ylabel: str = "loss", log: bool = True
+) -> Path:
+    """Line plot of named ``(steps, values)`` curves."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, (x, y) in curves.items():
+        ax.plot(x, y, label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

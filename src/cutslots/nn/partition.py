@@ -1,0 +1,265 @@
+"""k-partition of a feature grid by k relaxed s-t cuts (Pervez et al., 2023, Alg. 1).
+
+A 3-layer CNN (3x3 convolutions, ReLU between) maps features ``(B, C, H, W)`` to ``6 n``
+channels: channels ``6 i .. 6 i + 5`` are the edge weights of cut ``i`` in the order of
+``cutslots.qp.EDGE_CHANNELS`` (right, left, down, up, source, sink). A non-negative
+activation (softplus by default, as the authors use) keeps them valid cut capacities. The n
+cut QPs are solved as one batch of ``B n`` by a single :class:`cutslots.qp.GridCutQP`.
+
+A pixel's vertex variable ``p`` is near ``p_s`` when the pixel is on the source side of its
+cut, so a high ``p`` means "belongs to this part". Normalising ``p`` with a softmax over the
+parts gives soft masks that sum to 1 at every pixel; the temperature sets how hard they are
+(``-> 0``: one-hot at the argmax of ``p``; large: uniform).
+
+What the relaxation implies for users (derivation in ``docs/cut-qp.md``):
+``p`` is affine in the weights with slope ``1/gamma``, so ``gamma`` and the temperature both
+scale the mask logits; only the antisymmetric part of a pair of opposite neighbour edges
+moves ``p`` (the smoothing comes from the fixed grid Laplacian of the QP).
+
+- :class:`ParallelCuts`: features -> ``p (B, n, H, W)`` and ``weights (B, n, 6, H, W)``.
+- :class:`KPartition`: k cuts, one softmax -> k masks and masked features.
+- :class:`BackgroundKPartition`: a background/foreground 2-partition times a
+  (k-1)-partition of the foreground.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cutslots.qp import GridCutQP
+from cutslots.qp.cut import Engine
+from cutslots.qp.grid_graph import CutForm
+
+WeightActivation = Literal["softplus", "relu", "none"]
+WEIGHT_ACTIVATIONS: tuple[str, ...] = ("softplus", "relu", "none")
+_NUM_EDGE_CHANNELS = 6
+
+
+@dataclass
+class PartitionOutput:
+    """Result of a partition layer.
+
+    Attributes:
+        masks: ``(B, k, H, W)`` soft masks, non-negative, summing to 1 over k.
+        features: ``(B, k, C, H, W)`` the (optionally MLP-transformed) features times the masks.
+        p: ``(B, n, H, W)`` raw vertex variables of the n cuts (n = k for ``KPartition``;
+            n = k + 1 for ``BackgroundKPartition``: background cut, foreground cut, then the
+            k - 1 object cuts).
+        weights: ``(B, n, 6, H, W)`` the edge weights the cuts were solved with.
+    """
+
+    masks: Tensor
+    features: Tensor
+    p: Tensor
+    weights: Tensor
+
+
+def _check_positive_int(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def check_temperature(name: str, value: float) -> float:
+    """Return ``value`` as a float; raise unless it is a finite number > 0."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def check_features(features: Tensor, channels: int, height: int, width: int) -> None:
+    """Raise unless ``features`` is a finite float32/float64 (B >= 1, channels, height, width)."""
+    if not isinstance(features, Tensor):
+        raise TypeError(f"features must be a torch.Tensor, got {type(features).__name__}")
+    if features.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"features must be float32 or float64, got {features.dtype}")
+    expected = (channels, height, width)
+    if features.dim() != 4 or tuple(features.shape[1:]) != expected or features.shape[0] < 1:
+        raise ValueError(
+            f"features must have shape (B, {channels}, {height}, {width}) with B >= 1 "
+            f"(the layer's channels and grid), got {tuple(features.shape)}"
+        )
+    if not bool(torch.isfinite(features).all()):
+        raise ValueError("features contains NaN or inf values")
+
+
+def pixel_mlp(channels: int, hidden: int) -> nn.Module:
+    """Per-pixel 2-layer MLP as 1x1 convolutions: (B, C, H, W) -> (B, C, H, W)."""
+    return nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, channels, 1))
+
+
+class ParallelCuts(nn.Module):
+    """n relaxed s-t cuts whose edge weights a CNN reads off the features.
+
+    forward(features (B, C, H, W)) -> ``p (B, n, H, W)``, ``weights (B, n, 6, H, W)``.
+
+    Args:
+        in_channels: C.
+        num_cuts: n.
+        height, width: the grid (the features' spatial size).
+        gamma: QP regulariser in cutslots' convention ``1/2 gamma |z|^2`` (paper's gamma x 2).
+        hidden: channels of the CNN's two hidden layers.
+        weight_activation: applied to the CNN output: ``"softplus"``, ``"relu"`` or ``"none"``.
+        form, engine: passed to :class:`cutslots.qp.GridCutQP`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_cuts: int,
+        height: int,
+        width: int,
+        gamma: float,
+        hidden: int = 64,
+        weight_activation: WeightActivation = "softplus",
+        form: CutForm = "paper",
+        engine: Engine = "auto",
+    ) -> None:
+        super().__init__()
+        _check_positive_int("in_channels", in_channels)
+        _check_positive_int("num_cuts", num_cuts)
+        _check_positive_int("hidden", hidden)
+        if weight_activation not in WEIGHT_ACTIVATIONS:
+            raise ValueError(
+                f"weight_activation must be one of {WEIGHT_ACTIVATIONS}, got {weight_activation!r}"
+            )
+        self.in_channels, self.num_cuts = in_channels, num_cuts
+        self.weight_activation = weight_activation
+        self.cnn = nn.Sequential(
+            nn.Conv2d(in_channels, hidden, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(hidden, hidden, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(hidden, _NUM_EDGE_CHANNELS * num_cuts, 3, padding=1),
+        )
+        self.qp = GridCutQP(height, width, gamma, form=form, engine=engine)
+        self.height, self.width = self.qp.height, self.qp.width
+
+    def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        check_features(features, self.in_channels, self.height, self.width)
+        batch, _, h, w = features.shape
+        raw = self.cnn(features)
+        if self.weight_activation == "softplus":
+            raw = F.softplus(raw)
+        elif self.weight_activation == "relu":
+            raw = F.relu(raw)
+        weights = raw.reshape(batch, self.num_cuts, _NUM_EDGE_CHANNELS, h, w)
+        # All B * n cuts share the grid, so they are one batch for the solver.
+        solution = self.qp(weights.reshape(batch * self.num_cuts, _NUM_EDGE_CHANNELS, h, w))
+        return solution.p.reshape(batch, self.num_cuts, h, w), weights
+
+
+def _masked(masks: Tensor, values: Tensor) -> Tensor:
+    """masks (B, k, H, W), values (B, C, H, W) -> (B, k, C, H, W)."""
+    return masks.unsqueeze(2) * values.unsqueeze(1)
+
+
+class KPartition(nn.Module):
+    """k-partition of features ``(B, C, H, W)`` by k parallel cuts (Alg. 1).
+
+    ``masks = softmax(p / temperature)`` over the k parts; the masked features are
+    ``masks[:, i] * mlp(features)`` (``mlp`` = identity unless ``feature_mlp``).
+    forward -> :class:`PartitionOutput` with n = k.
+
+    Args:
+        in_channels, height, width, gamma, hidden, weight_activation, form, engine:
+            as :class:`ParallelCuts`.
+        num_parts: k (>= 1).
+        temperature: softmax temperature over the parts (> 0).
+        feature_mlp: apply a per-pixel 2-layer MLP (1x1 convs, ``hidden`` wide) to the
+            features before masking.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_parts: int,
+        height: int,
+        width: int,
+        gamma: float,
+        temperature: float = 0.5,
+        hidden: int = 64,
+        weight_activation: WeightActivation = "softplus",
+        feature_mlp: bool = False,
+        form: CutForm = "paper",
+        engine: Engine = "auto",
+    ) -> None:
+        super().__init__()
+        _check_positive_int("num_parts", num_parts)
+        if not isinstance(feature_mlp, bool):
+            raise TypeError(f"feature_mlp must be a bool, got {type(feature_mlp).__name__}")
+        self.num_parts = num_parts
+        self.temperature = check_temperature("temperature", temperature)
+        self.cuts = ParallelCuts(
+            in_channels, num_parts, height, width, gamma, hidden, weight_activation, form, engine
+        )
+        self.feature_mlp = pixel_mlp(in_channels, hidden) if feature_mlp else None
+
+    def forward(self, features: Tensor) -> PartitionOutput:
+        p, weights = self.cuts(features)  # validates features
+        masks = torch.softmax(p / self.temperature, dim=1)
+        values = features if self.feature_mlp is None else self.feature_mlp(features)
+        return PartitionOutput(masks, _masked(masks, values), p, weights)
+
+
+class BackgroundKPartition(nn.Module):
+    """Background slot plus a (k-1)-partition of the foreground.
+
+    One :class:`ParallelCuts` solves k + 1 cuts: cuts 0 and 1 form the background/foreground
+    2-partition, cuts 2 .. k the object partition. With
+
+        ``bg, fg = softmax(p[:, 0:2] / bg_temperature)``   (over these 2 cuts)
+        ``obj    = softmax(p[:, 2:]  / temperature)``      (over the k - 1 object cuts)
+
+    the masks are ``[bg, fg * obj_1, ..., fg * obj_{k-1}]``, which sum to ``bg + fg = 1``.
+    ``bg_temperature`` (default 0.1) thus applies only to the background/foreground split and
+    ``temperature`` (default 0.5) only to the split of the foreground among the objects.
+    forward -> :class:`PartitionOutput` with n = k + 1.
+
+    Args: as :class:`KPartition`, with ``num_parts`` = k >= 2 counting the background.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_parts: int,
+        height: int,
+        width: int,
+        gamma: float,
+        temperature: float = 0.5,
+        bg_temperature: float = 0.1,
+        hidden: int = 64,
+        weight_activation: WeightActivation = "softplus",
+        feature_mlp: bool = False,
+        form: CutForm = "paper",
+        engine: Engine = "auto",
+    ) -> None:
+        super().__init__()
+        _check_positive_int("num_parts", num_parts)
+        if num_parts < 2:
+            raise ValueError(
+                f"num_parts must be >= 2 (background + at least one object), got {num_parts}"
+            )
+        if not isinstance(feature_mlp, bool):
+            raise TypeError(f"feature_mlp must be a bool, got {type(feature_mlp).__name__}")
+        self.num_parts = num_parts
+        self.temperature = check_temperature("temperature", temperature)
+        self.bg_temperature = check_temperature("bg_temperature", bg_temperature)
+        self.cuts = ParallelCuts(
+            in_channels, num_parts + 1, height, width, gamma, hidden, weight_activation, form, engine
+        )
+        self.feature_mlp = pixel_mlp(in_channels, hidden) if feature_mlp else None
+
+    def forward(self, features: Tensor) -> PartitionOutput:
+        p, weights = self.cuts(features)  # validates features
+        bg_fg = torch.softmax(p[:, :2] / self.bg_temperature, dim=1)
+        objects = torch.softmax(p[:, 2:] / self.temperature, dim=1)
+        masks = torch.cat([bg_fg[:, :1], bg_fg[:, 1:] * objects], dim=1)
+        values = features if self.feature_mlp is None else self.feature_mlp(features)
+        return PartitionOutput(masks, _masked(masks, values), p, weights)

@@ -1,0 +1,172 @@
+"""Tests for the cut slot grouping and the model builders (cutslots.nn.cut_slots)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import mean_squared_error
+from torch import Tensor
+
+from cutslots.models.autoencoder import SlotAttentionGrouping, SlotAutoencoder
+from cutslots.models.decoder import SpatialBroadcastDecoder
+from cutslots.models.encoders import CNNEncoder, ResNetEncoder
+from cutslots.nn.cut_slots import CutSlotGrouping, build_cut_autoencoder, build_slot_attention_autoencoder
+from cutslots.nn.partition import BackgroundKPartition, KPartition
+
+C, H, W = 4, 6, 5
+
+# Small widths keep every model here fast on one CPU thread.
+TINY = {"slot_dim": 8, "encoder_channels": 8, "decoder_channels": 8, "mlp_hidden": 16}
+
+
+def _grouping(background_slot: bool, k: int = 3, seed: int = 0) -> CutSlotGrouping:
+    torch.manual_seed(seed)
+    return CutSlotGrouping(
+        C, k, 7, H, W, gamma=0.5, background_slot=background_slot, partition_hidden=8, mlp_hidden=16
+    )
+
+
+def _features(batch: int = 2) -> Tensor:
+    return torch.randn(batch, C, H, W, generator=torch.Generator().manual_seed(3))
+
+
+def _scenes() -> Tensor:
+    """Two 32x32 images: blue-ish background, one coloured rectangle each."""
+    images = torch.zeros(2, 3, 32, 32)
+    images[:, 2] = 0.2
+    images[0, 0, 4:14, 6:16] = 0.9
+    images[1, 1, 16:28, 12:26] = 0.8
+    return images
+
+
+@pytest.mark.parametrize("background_slot", [True, False])
+def test_slots_are_mlp_of_spatial_means_of_masked_positioned_features(background_slot: bool) -> None:
+    grouping = _grouping(background_slot)
+    partition_cls = BackgroundKPartition if background_slot else KPartition
+    assert isinstance(grouping.partition, partition_cls)
+    features = _features()
+    with torch.no_grad():
+        out = grouping(features)
+    assert set(out) == {"slots", "masks"}
+    assert out["slots"].shape == (2, 3, 7) and out["masks"].shape == (2, 3, H, W)
+    masks = out["masks"].numpy()
+    np.testing.assert_allclose(masks.sum(1), 1.0, atol=1e-6)
+    # Oracle in numpy: (features + learned position) masked, averaged over H x W, then the MLP.
+    x = features.numpy() + grouping.position.embedding.detach().numpy()
+    pooled = np.einsum("bkhw,bchw->bkc", masks, x) / (H * W)
+    lin1, lin2 = grouping.mlp[0], grouping.mlp[2]
+    hidden = np.maximum(pooled @ lin1.weight.detach().numpy().T + lin1.bias.detach().numpy(), 0)
+    slots = hidden @ lin2.weight.detach().numpy().T + lin2.bias.detach().numpy()
+    np.testing.assert_allclose(out["slots"].numpy(), slots, rtol=1e-4, atol=1e-5)
+
+
+def test_position_embedding_moves_the_partition() -> None:
+    # The edge-weight CNN sees features + position, so the same features at another
+    # "position" are cut differently (Alg. 2 adds the embedding before partitioning).
+    grouping = _grouping(True)
+    features = _features(1)
+    with torch.no_grad():
+        before = grouping(features)["masks"]
+        grouping.position.embedding.add_(torch.randn_like(grouping.position.embedding))
+        after = grouping(features)["masks"]
+    assert float((before - after).abs().max()) > 1e-3
+
+
+def test_gradients_reach_position_cnn_and_mlp() -> None:
+    grouping = _grouping(True)
+    out = grouping(_features())
+    target = torch.randn(out["masks"].shape, generator=torch.Generator().manual_seed(5))
+    (out["slots"].square().sum() + (out["masks"] * target).sum()).backward()
+    for name, param in grouping.named_parameters():
+        assert param.grad is not None and float(param.grad.abs().max()) > 0, name
+
+
+@pytest.mark.parametrize("encoder", ["cnn", "resnet"])
+def test_cut_and_slot_attention_models_share_encoder_and_decoder(encoder: str) -> None:
+    cut = build_cut_autoencoder(32, encoder, num_slots=3, partition_hidden=8, **TINY)
+    baseline = build_slot_attention_autoencoder(32, encoder, num_slots=3, **TINY)
+    assert isinstance(cut, SlotAutoencoder) and isinstance(baseline, SlotAutoencoder)
+    assert isinstance(cut.grouping, CutSlotGrouping)
+    assert isinstance(baseline.grouping, SlotAttentionGrouping)
+    encoder_cls = CNNEncoder if encoder == "cnn" else ResNetEncoder
+    for model in (cut, baseline):
+        assert isinstance(model.encoder, encoder_cls) and model.encoder.out_size == 16
+        assert isinstance(model.decoder, SpatialBroadcastDecoder) and model.decoder.out_size == 32
+    for part in ("encoder", "decoder"):
+        shapes = {k: v.shape for k, v in getattr(cut, part).state_dict().items()}
+        assert shapes == {k: v.shape for k, v in getattr(baseline, part).state_dict().items()}
+    with torch.no_grad():
+        out = cut(_scenes()[:1])
+    assert out["recon"].shape == (1, 3, 32, 32)
+    assert out["slots"].shape == (1, 3, 8)
+    assert out["grouping_masks"].shape == (1, 3, 16, 16)
+    torch.testing.assert_close(out["grouping_masks"].sum(1), torch.ones(1, 16, 16))
+
+
+def test_default_builds_use_the_paper_grid() -> None:
+    cut = build_cut_autoencoder()
+    assert cut.encoder.out_size == 64 and cut.encoder.channels == 64
+    qp = cut.grouping.partition.cuts.qp
+    assert (qp.height, qp.width, qp.gamma) == (64, 64, 0.5)
+    assert cut.grouping.num_slots == 12 and cut.grouping.slot_dim == 64
+    assert isinstance(cut.grouping.partition, BackgroundKPartition)
+    assert build_slot_attention_autoencoder(encoder="resnet").encoder.channels == 100
+
+
+def test_cut_autoencoder_overfits_one_batch() -> None:
+    torch.manual_seed(0)
+    model = build_cut_autoencoder(32, num_slots=3, partition_hidden=16, **{**TINY, "slot_dim": 16})
+    images = _scenes()
+    # Oracle baseline: the best image-independent output is the per-pixel batch mean.
+    mean_baseline = mean_squared_error(
+        images.numpy().ravel(), images.mean(0, keepdim=True).expand_as(images).numpy().ravel()
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    with torch.no_grad():
+        initial = model.loss(images, model(images)).item()
+    for _ in range(150):
+        loss = model.loss(images, model(images))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        final = model.loss(images, model(images)).item()
+    assert final < 0.5 * initial
+    assert final < mean_baseline
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"encoder": "vit"}, ValueError, "encoder must be one of"),
+        ({"image_size": 48}, ValueError, "image_size.*48"),
+        ({"image_size": 8}, ValueError, "image_size.*8"),
+        ({"image_size": 0}, ValueError, "image_size"),
+        ({"num_slots": 1}, ValueError, "num_slots"),
+        ({"num_slots": 0, "background_slot": False}, ValueError, "num_slots"),
+        ({"slot_dim": 0}, ValueError, "slot_dim"),
+        ({"gamma": -1.0}, ValueError, "gamma"),
+        ({"bg_temperature": 0.0}, ValueError, "bg_temperature"),
+        ({"background_slot": "yes"}, TypeError, "background_slot"),
+    ],
+)
+def test_builder_bad_arguments(kwargs: dict, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        build_cut_autoencoder(**{"image_size": 32, **kwargs})
+
+
+def test_slot_attention_builder_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="encoder must be one of"):
+        build_slot_attention_autoencoder(32, "vit")
+    with pytest.raises(ValueError, match="image_size"):
+        build_slot_attention_autoencoder(24)
+
+
+def test_grouping_rejects_features_off_its_grid() -> None:
+    grouping = _grouping(True)
+    with pytest.raises(ValueError, match=rf"features.*\(B, {C}, {H}, {W}\)"):
+        grouping(torch.randn(1, C, W, H))
+    model = SlotAutoencoder(CNNEncoder(C, 8), grouping, SpatialBroadcastDecoder(7, 16, 8, 4))
+    with pytest.raises(ValueError, match="features"):
+        model(torch.rand(1, 3, 16, 16))
