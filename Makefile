@@ -24,4 +24,4 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/qp.py
+	$(BIN)/cutslots bench qp

@@ -22,7 +22,7 @@ model:
   gamma: 1           # an int is a valid float
   temperature: 0.25
   background_slot: false
-  encoder_channels: [32, 32, 64]
+  encoder_channels: 32
   slot_attention_iters: 5
 data:
   dataset: clevr
@@ -57,7 +57,7 @@ def test_load_reads_every_value_and_fills_defaults(tmp_path: Path) -> None:
     assert cfg.model.num_slots == 7 and cfg.model.slot_dim == 32
     assert cfg.model.gamma == 1.0 and isinstance(cfg.model.gamma, float)
     assert cfg.model.background_slot is False
-    assert cfg.model.encoder_channels == (32, 32, 64)
+    assert cfg.model.encoder_channels == 32
     assert cfg.model.slot_attention_iters == 5
     assert cfg.data == DataConfig(dataset="clevr", variant="clevr6", root="/data/clevr",
                                   image_size=64, num_train=1000, num_eval=None)
@@ -65,7 +65,7 @@ def test_load_reads_every_value_and_fills_defaults(tmp_path: Path) -> None:
     assert (cfg.train.steps, cfg.train.batch_size, cfg.train.grad_clip) == (200, 16, 1.5)
     assert cfg.train.eval_every is None and cfg.train.device == "cuda:1"
     # Keys absent from the file keep the documented defaults (Slot Attention's schedule).
-    assert cfg.model.bg_temperature == 0.1 and cfg.model.decoder_channels == (64, 64, 64, 64)
+    assert cfg.model.bg_temperature == 0.1 and cfg.model.decoder_channels == 64
     assert (cfg.train.decay_steps, cfg.train.warmup_steps, cfg.train.checkpoint_every) == \
         (100_000, 10_000, 5_000)
 
@@ -73,7 +73,7 @@ def test_load_reads_every_value_and_fills_defaults(tmp_path: Path) -> None:
 def test_minimal_file_gives_documented_defaults(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, "name: tiny\n"))
     assert cfg.model == ModelConfig(kind="cut", encoder="cnn", num_slots=12, slot_dim=64,
-                                    gamma=0.5, temperature=0.5, bg_temperature=0.1,
+                                    gamma=1.0, temperature=0.5, bg_temperature=0.1,
                                     background_slot=True, slot_attention_iters=3)
     assert (cfg.data.dataset, cfg.data.image_size) == ("synthetic", 128)
     assert (cfg.train.lr, cfg.train.decay_rate, cfg.train.decay_steps) == (4e-4, 0.5, 100_000)
@@ -83,12 +83,12 @@ def test_overrides_use_yaml_scalar_semantics(tmp_path: Path) -> None:
     path = write(tmp_path, "name: tiny\nmodel:\n  num_slots: 4\n")
     cfg = load_config(path, ["train.steps=100", "train.grad_clip=null", "train.lr=1e-3",
                              "model.background_slot=false", "data.variant=clevr6",
-                             "model.encoder_channels=[8, 16]", "model.num_slots=9",
+                             "model.encoder_channels=8", "model.num_slots=9",
                              "name=renamed"])
     assert cfg.train.steps == 100 and cfg.train.grad_clip is None
     assert cfg.train.lr == pytest.approx(1e-3)
     assert cfg.model.background_slot is False and cfg.model.num_slots == 9
-    assert cfg.data.variant == "clevr6" and cfg.model.encoder_channels == (8, 16)
+    assert cfg.data.variant == "clevr6" and cfg.model.encoder_channels == 8
     assert cfg.name == "renamed"
 
 
@@ -99,8 +99,8 @@ def test_overrides_use_yaml_scalar_semantics(tmp_path: Path) -> None:
     ("model:\n  kind: attention\n", "model.kind", "one of 'cut', 'slot_attention'"),
     ("model:\n  background_slot: 1\n", "model.background_slot", "expected bool"),
     ("data:\n  variant: 3\n", "data.variant", "str or null"),
-    ("model:\n  encoder_channels: 64\n", "model.encoder_channels", "list of int"),
-    ("model:\n  encoder_channels: [8, x]\n", "model.encoder_channels[1]", "expected int"),
+    ("model:\n  encoder_channels: [8, 8]\n", "model.encoder_channels", "int or null"),
+    ("model:\n  cut_form: exact\n", "model.cut_form", "one of 'paper', 'released'"),
     ("train:\n  grad_clip: fast\n", "train.grad_clip", "float or null"),
     ("train: 5\n", "train", "expected a mapping"),
     ("model:\n  num_slotz: 3\n", "model.num_slotz", "unknown key"),
@@ -172,17 +172,18 @@ def test_python_construction_is_validated_too() -> None:
         ModelConfig(num_slots=0)
     with pytest.raises(ConfigError, match="model: expected a ModelConfig section"):
         ExperimentConfig(name="x", model={"num_slots": 3})  # type: ignore[arg-type]
-    channels = [8, 8]
-    assert ModelConfig(encoder_channels=channels).encoder_channels == (8, 8)  # type: ignore
+    variants = ["camo", "ood"]
+    assert DataConfig(eval_variants=variants).eval_variants == ("camo", "ood")  # type: ignore
 
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
-    cfg = load_config(write(tmp_path, FULL), ["train.seed=7"])
+    cfg = load_config(write(tmp_path, FULL), ["train.seed=7", "data.eval_variants=[a, b]"])
+    assert cfg.data.eval_variants == ("a", "b")
     saved = save_config(cfg, tmp_path / "out" / "config.yaml")
     assert load_config(saved) == cfg
     # to_dict is plain YAML data: exactly what an independent YAML reader sees in the file.
     assert yaml.safe_load(saved.read_text()) == to_dict(cfg)
-    assert to_dict(cfg)["model"]["encoder_channels"] == [32, 32, 64]
+    assert to_dict(cfg)["model"]["encoder_channels"] == 32
     assert set(to_dict(cfg)["train"]) == {f.name for f in dataclasses.fields(TrainConfig)}
     other = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=8))
     assert load_config(save_config(other, tmp_path / "b.yaml")) != cfg

@@ -108,7 +108,7 @@ def test_default_builds_use_the_paper_grid() -> None:
     cut = build_cut_autoencoder()
     assert cut.encoder.out_size == 64 and cut.encoder.channels == 64
     qp = cut.grouping.partition.cuts.qp
-    assert (qp.height, qp.width, qp.gamma) == (64, 64, 0.5)
+    assert (qp.height, qp.width, qp.gamma) == (64, 64, 1.0)  # the paper's gamma 0.5, doubled
     assert cut.grouping.num_slots == 12 and cut.grouping.slot_dim == 64
     assert isinstance(cut.grouping.partition, BackgroundKPartition)
     assert build_slot_attention_autoencoder(encoder="resnet").encoder.channels == 100

@@ -22,6 +22,7 @@ import yaml
 
 __all__ = [
     "ConfigError",
+    "config_from_dict",
     "DataConfig",
     "ExperimentConfig",
     "ModelConfig",
@@ -142,24 +143,32 @@ class ModelConfig(_Section):
     encoder: Literal["cnn", "resnet"] = "cnn"
     num_slots: int = 12  # K
     slot_dim: int = 64  # D
-    gamma: float = 0.5  # QP regularisation weight (strength of the quadratic term)
-    temperature: float = 0.5  # softmax temperature of the object slots' masks
-    bg_temperature: float = 0.1  # temperature of the background slot's mask
+    # QP regulariser in cutslots' convention 1/2 gamma |z|^2: the paper's gamma = 0.5
+    # (its objective has gamma * sum z^2) is gamma = 1.0 here.
+    gamma: float = 1.0
+    temperature: float = 0.5  # softmax temperature of the object partition
+    bg_temperature: float = 0.1  # temperature of the fg/bg partition (background slot)
     background_slot: bool = True
-    encoder_channels: tuple[int, ...] = (64, 64, 64, 64)
-    decoder_channels: tuple[int, ...] = (64, 64, 64, 64)
+    encoder_channels: Optional[int] = None  # None: 64 for "cnn", 100 for "resnet"
+    resnet_blocks: int = 4
+    decoder_channels: int = 64
+    partition_hidden: int = 64  # width of the CNN that outputs the cut weights
+    weight_activation: Literal["softplus", "relu", "none"] = "softplus"
+    cut_form: Literal["paper", "released"] = "paper"
     slot_attention_iters: int = 3  # only used when kind == "slot_attention"
 
     def _check_ranges(self) -> None:
-        for name in ("num_slots", "slot_dim", "slot_attention_iters"):
+        for name in ("num_slots", "slot_dim", "slot_attention_iters", "resnet_blocks",
+                     "decoder_channels", "partition_hidden"):
             _require(getattr(self, name) >= 1, name, "an int >= 1", getattr(self, name))
         for name in ("gamma", "temperature", "bg_temperature"):
             v = getattr(self, name)
             _require(math.isfinite(v) and v > 0, name, "a finite float > 0", v)
-        for name in ("encoder_channels", "decoder_channels"):
-            v = getattr(self, name)
-            _require(len(v) > 0 and all(c >= 1 for c in v), name,
-                     "a non-empty list of ints >= 1", v)
+        ch = self.encoder_channels
+        _require(ch is None or ch >= 1, "encoder_channels", "null or an int >= 1", ch)
+        if self.background_slot and self.kind == "cut":
+            _require(self.num_slots >= 2, "num_slots", "an int >= 2 with a background slot",
+                     self.num_slots)
 
 
 _DATASETS_ON_DISK = ("clevr", "clevrtex", "movi_a")
@@ -176,6 +185,12 @@ class DataConfig(_Section):
     num_train: Optional[int] = None  # None: the whole training split
     num_eval: Optional[int] = None  # None: the whole evaluation split
     seed: int = 0
+    # Extra evaluation sets of the same dataset (e.g. synthetic camo/ood, ClevrTex outd/camo).
+    eval_variants: tuple[str, ...] = ()
+    min_objects: int = 2  # synthetic and moving scenes only
+    max_objects: int = 6
+    num_frames: int = 24  # moving clips only
+    cache_dir: Optional[str] = None  # where generated synthetic data is cached (None: no cache)
 
     def _check_ranges(self) -> None:
         _require(self.image_size >= 1, "image_size", "an int >= 1", self.image_size)
@@ -183,6 +198,9 @@ class DataConfig(_Section):
             v = getattr(self, name)
             _require(v is None or v >= 1, name, "null or an int >= 1", v)
         _require(0 <= self.seed < 2**32, "seed", "an int in [0, 2**32)", self.seed)
+        _require(1 <= self.min_objects <= self.max_objects, "min_objects",
+                 f"an int in [1, max_objects={self.max_objects}]", self.min_objects)
+        _require(self.num_frames >= 2, "num_frames", "an int >= 2", self.num_frames)
         if self.dataset in _DATASETS_ON_DISK and not self.root:
             raise ConfigError("root", f"required for dataset {self.dataset!r} (its directory)")
 
@@ -378,6 +396,14 @@ def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None
                        err.key.startswith(f"{k}[")), None)
         where = f"{source} (override {blamed!r})" if blamed else source
         raise err.within(source=where) from None
+
+
+def config_from_dict(raw: Any, source: str = "<dict>") -> ExperimentConfig:
+    """Build an :class:`ExperimentConfig` from plain data (e.g. the copy in a checkpoint)."""
+    try:
+        return _build(ExperimentConfig, raw, "")
+    except ConfigError as err:
+        raise err.within(source=source) from None
 
 
 def to_dict(config: Any) -> dict[str, Any]:

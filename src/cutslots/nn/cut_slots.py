@@ -137,7 +137,7 @@ def build_cut_autoencoder(
     encoder: EncoderKind = "cnn",
     num_slots: int = 12,
     slot_dim: int = 64,
-    gamma: float = 0.5,
+    gamma: float = 1.0,
     temperature: float = 0.5,
     bg_temperature: float = 0.1,
     background_slot: bool = True,
