@@ -156,12 +156,17 @@ class ModelConfig(_Section):
     weight_activation: Literal["softplus", "relu", "none"] = "softplus"
     cut_form: Literal["paper", "released"] = "paper"
     slot_attention_iters: int = 3  # only used when kind == "slot_attention"
+    # Frame-pair (video) models: the matching QP of SlotMatcher (Alg. 3).
+    matching_form: Literal["perfect", "assignment"] = "perfect"
+    matching_gamma: float = 1.0  # cutslots' convention, like gamma
+    matching_temperature: float = 0.1
 
     def _check_ranges(self) -> None:
         for name in ("num_slots", "slot_dim", "slot_attention_iters", "resnet_blocks",
                      "decoder_channels", "partition_hidden"):
             _require(getattr(self, name) >= 1, name, "an int >= 1", getattr(self, name))
-        for name in ("gamma", "temperature", "bg_temperature"):
+        for name in ("gamma", "temperature", "bg_temperature", "matching_gamma",
+                     "matching_temperature"):
             v = getattr(self, name)
             _require(math.isfinite(v) and v > 0, name, "a finite float > 0", v)
         ch = self.encoder_channels
