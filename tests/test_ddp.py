@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -27,11 +28,20 @@ def torchrun(*args: str) -> None:
     env = {k: v for k, v in os.environ.items()
            if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     env.update(PYTHONPATH=str(SRC), OMP_NUM_THREADS="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-         str(TESTS / "tiny_training.py"), *args],
-        env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    # Own session, so a timeout can kill torchrun with everything in its process group; the
+    # ranks (own sessions, started by torchrun) end themselves through the script's watchdog.
+    with subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+             str(TESTS / "tiny_training.py"), *args],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True) as proc:
+        try:
+            _, stderr = proc.communicate(timeout=tiny_training.WATCHDOG_S + 30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            _, stderr = proc.communicate()
+            pytest.fail(f"torchrun timed out and was killed:\n{stderr[-8000:]}")
+    assert proc.returncode == 0, stderr[-8000:]
 
 
 def test_two_ranks_equal_one_process_with_the_global_batch(tmp_path: Path) -> None:

@@ -3,12 +3,16 @@
 Run as a script (``python tiny_training.py OUT_DIR STEPS BATCH [STOP]``, directly or under
 torchrun) it trains the tiny model with ``cutslots.train.loop.train`` (to step STOP first, then
 resumed from that checkpoint in a fresh model, when STOP is given) and saves this rank's final
-parameters to ``OUT_DIR/params_rank{RANK}.pt``.
+parameters to ``OUT_DIR/params_rank{RANK}.pt``. As a script it arms a watchdog: a process
+still running after ``WATCHDOG_S`` seconds prints every thread's stack to stderr and exits, so
+a hung rank reports where it hangs instead of outliving the test (torchrun starts each rank in
+its own session, out of reach of a kill aimed at torchrun's process group).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import os
 import sys
 
@@ -17,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
+
+WATCHDOG_S = 90  # a healthy run takes seconds, even on a loaded 2-core machine
 
 
 class TinyAutoencoder(nn.Module):
@@ -80,5 +86,6 @@ def main(out_dir: str, steps: int, batch_size: int, stop: int | None = None) -> 
 
 
 if __name__ == "__main__":
+    faulthandler.dump_traceback_later(WATCHDOG_S, exit=True)
     main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
          int(sys.argv[4]) if len(sys.argv) > 4 else None)

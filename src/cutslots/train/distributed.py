@@ -5,10 +5,17 @@ process group (gloo on CPU, nccl on CUDA) and wraps the model in DistributedData
 data order is one seeded permutation per epoch shared by all ranks, each rank taking every
 ``world_size``-th index (the DistributedSampler scheme), so ``world_size`` ranks with batch
 ``b`` see the same samples per step as one process with batch ``world_size * b``.
+
+The process group is joined once per process and kept until the interpreter exits. Destroying
+and re-creating it in the same process is unsafe: ``destroy_process_group`` resets torch's
+group counter, so the new default group gets the old name and its gloo rendezvous reuses the
+old keys (``default_pg/0//cpu//0/<rank>``) in torchrun's long-lived agent store. A rank that
+reads its peer's stale address before the peer overwrites it waits forever to connect.
 """
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
 from collections.abc import Iterator, Mapping
@@ -102,19 +109,30 @@ def resolve_device(spec: str, ctx: DistContext) -> torch.device:
     return device
 
 
-def setup_distributed(ctx: DistContext, device: torch.device) -> bool:
-    """Join the process group if ``ctx`` is distributed; True if this call created it."""
+def setup_distributed(ctx: DistContext, device: torch.device) -> None:
+    """Join the process group if ``ctx`` is distributed and this process has not joined yet.
+
+    A group created here lives until the interpreter exits (see the module docstring for why
+    it is not destroyed between runs), so later calls, e.g. a resume in the same process,
+    reuse it.
+    """
     if not ctx.enabled:
-        return False
+        return
     if dist.is_initialized():
         if (dist.get_rank(), dist.get_world_size()) != (ctx.rank, ctx.world_size):
             raise ValueError(f"process group is rank {dist.get_rank()} of "
                              f"{dist.get_world_size()}, but the environment says rank "
                              f"{ctx.rank} of {ctx.world_size}")
-        return False
+        return
     dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
                             rank=ctx.rank, world_size=ctx.world_size)
-    return True
+    atexit.register(_destroy_at_exit)
+
+
+def _destroy_at_exit() -> None:
+    # Release the backend cleanly (NCCL warns otherwise) unless the caller already did.
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def wrap_model(model: nn.Module, ctx: DistContext, device: torch.device) -> nn.Module:

@@ -159,7 +159,8 @@ def train(
     logs every ``log_every`` steps. ``resume=True`` continues from that checkpoint; without it
     an existing checkpoint is an error rather than being overwritten. ``experiment`` (the full
     config) is stored in the checkpoint when given. Under torchrun, trains with DDP: the global
-    ``batch_size`` is split over ranks and only rank 0 writes files.
+    ``batch_size`` is split over ranks and only rank 0 writes files; the process group is
+    joined on the first call and kept until the process exits.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config: expected TrainConfig, got {type(config).__name__}")
@@ -177,12 +178,8 @@ def train(
                          f"{ctx.world_size} DDP ranks")
     if device.type == "cuda":
         torch.cuda.set_device(device)  # the current device is where RNG states are captured
-    owns_group = setup_distributed(ctx, device)
-    try:
-        return _run(model, train_dataset, config, eval_fn, resume, experiment, ctx, device)
-    finally:
-        if owns_group:
-            torch.distributed.destroy_process_group()
+    setup_distributed(ctx, device)  # kept for the process's lifetime, reused by later calls
+    return _run(model, train_dataset, config, eval_fn, resume, experiment, ctx, device)
 
 
 def _run(model: nn.Module, dataset: Dataset[dict[str, torch.Tensor]], config: TrainConfig,
