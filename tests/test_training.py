@@ -408,3 +408,43 @@ def test_bad_runs_fail_clearly(tmp_path: Path) -> None:
         train(nn.Linear(2, 2), TinyScenes(), config(tmp_path / "z"))
     with pytest.raises(TypeError, match="TrainConfig"):
         train(fresh_model(), TinyScenes(), {"steps": 2})  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- streams and other inputs
+
+
+class StreamedScenes(torch.utils.data.IterableDataset):
+    """TinyScenes as a stream (like the TFRecord readers), under another input key."""
+
+    def __init__(self, key: str = "image") -> None:
+        self.scenes, self.key = TinyScenes(n=10), key
+
+    def __iter__(self):
+        for i in range(len(self.scenes)):
+            item = self.scenes[i]
+            yield {self.key: item["image"], "mask": item["mask"]}
+
+
+def test_stream_trains_pass_after_pass_and_resumes_exactly(tmp_path: Path) -> None:
+    # 10 items, batch 4, drop_last: 2 batches a pass, so 8 steps run 4 passes.
+    straight = fresh_model()
+    train(straight, StreamedScenes("pixels"), config(tmp_path / "a"), input_key="pixels")
+    first = fresh_model()
+    train(first, StreamedScenes("pixels"), config(tmp_path / "b", steps=3), input_key="pixels")
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt", fresh_model()).extra["stream_batches"] == 3
+    resumed = fresh_model()
+    summary = train(resumed, StreamedScenes("pixels"), config(tmp_path / "b"), resume=True, input_key="pixels")
+    assert (summary.start_step, summary.step) == (3, 8)
+    assert_bitwise_equal(params(resumed), params(straight))
+
+
+def test_stream_or_key_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="items must be dicts with a 'frames' tensor"):
+        train(fresh_model(), TinyScenes(), config(tmp_path / "a"), input_key="frames")
+
+    class Tiny(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            yield TinyScenes()[0]
+
+    with pytest.raises(ValueError, match="yielded no full batch"):
+        train(fresh_model(), Tiny(), config(tmp_path / "b"))

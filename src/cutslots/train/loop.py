@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from cutslots.config import ExperimentConfig, TrainConfig, to_dict
 from cutslots.train.checkpoint import (capture_rng_state, load_checkpoint, restore_rng_state,
@@ -118,17 +118,45 @@ def _ignore_sigint(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _images(batch: Any, device: torch.device) -> torch.Tensor:
-    if not isinstance(batch, Mapping) or "image" not in batch:
-        raise TypeError(f"train_dataset: items must be dicts with an 'image' tensor (3, H, W), "
+def _inputs(batch: Any, key: str, device: torch.device) -> torch.Tensor:
+    """The model input ``batch[key]``: a float tensor ``(B, ..., 3, H, W)`` (images or frames)."""
+    if not isinstance(batch, Mapping) or key not in batch:
+        raise TypeError(f"train_dataset: items must be dicts with a {key!r} tensor, "
                         f"got batches of type {type(batch).__name__}")
-    images = batch["image"]
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3 \
-            or not images.is_floating_point():
-        raise TypeError(f"train_dataset: 'image' must be a float tensor (3, H, W), got batched "
-                        f"{getattr(images, 'dtype', type(images).__name__)} "
-                        f"{tuple(getattr(images, 'shape', ()))}")
-    return images.to(device, non_blocking=True)
+    inputs = batch[key]
+    if not isinstance(inputs, torch.Tensor) or inputs.ndim < 4 or inputs.shape[-3] != 3 \
+            or not inputs.is_floating_point():
+        raise TypeError(f"train_dataset: {key!r} must be a float tensor (..., 3, H, W), got "
+                        f"batched {getattr(inputs, 'dtype', type(inputs).__name__)} "
+                        f"{tuple(getattr(inputs, 'shape', ()))}")
+    return inputs.to(device, non_blocking=True)
+
+
+class _Stream:
+    """Endless batches from an ``IterableDataset`` (it shards itself over ranks and workers):
+    a new pass starts when one ends. Position = batches consumed, so a resume skips exactly
+    those (reading them again: streams cannot seek)."""
+
+    def __init__(self, loader: DataLoader, skip: int = 0) -> None:
+        self.loader = loader
+        self._it = iter(self.loader)
+        for _ in range(skip):
+            next(self)
+
+    def __iter__(self) -> _Stream:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            batch = next(self._it)
+        except StopIteration:
+            self._it = iter(self.loader)
+            try:
+                batch = next(self._it)
+            except StopIteration:
+                raise ValueError("train_dataset: the stream yielded no full batch for this "
+                                 "rank (too few items for the per-rank batch size)") from None
+        return batch
 
 
 def _check_resume_compatible(saved: Mapping[str, Any] | None, config: TrainConfig,
@@ -151,8 +179,15 @@ def train(
     resume: bool = False,
     *,
     experiment: ExperimentConfig | None = None,
+    input_key: str = "image",
 ) -> TrainSummary:
     """Train ``model`` on ``train_dataset`` for ``config.steps`` optimiser steps.
+
+    Items are dicts; ``item[input_key]`` (``(3, H, W)`` images, or e.g. ``(2, 3, H, W)`` frame
+    pairs with ``input_key="frames"``) is what the model and its loss see. A map-style dataset
+    is sampled by a seeded, checkpointed infinite sampler; an ``IterableDataset`` is streamed
+    pass after pass (it must shard itself over DDP ranks and workers) and a resume skips the
+    batches already consumed.
 
     Writes ``<out_dir>/checkpoint.pt`` every ``checkpoint_every`` steps, at the end and on
     SIGINT/SIGTERM (after finishing the current step), plus ``scalars.csv`` and TensorBoard
@@ -169,7 +204,7 @@ def train(
                          "TrainConfig (experiment.train) so the checkpoint records what ran")
     if not callable(getattr(model, "loss", None)):
         raise TypeError(f"model: {type(model).__name__} has no loss(images, out) method")
-    if len(train_dataset) == 0:  # type: ignore[arg-type]
+    if not isinstance(train_dataset, IterableDataset) and len(train_dataset) == 0:  # type: ignore[arg-type]
         raise ValueError("train_dataset: is empty")
     ctx = context_from_env()
     device = resolve_device(config.device, ctx)
@@ -179,12 +214,12 @@ def train(
     if device.type == "cuda":
         torch.cuda.set_device(device)  # the current device is where RNG states are captured
     setup_distributed(ctx, device)  # kept for the process's lifetime, reused by later calls
-    return _run(model, train_dataset, config, eval_fn, resume, experiment, ctx, device)
+    return _run(model, train_dataset, config, eval_fn, resume, experiment, ctx, device, input_key)
 
 
 def _run(model: nn.Module, dataset: Dataset[dict[str, torch.Tensor]], config: TrainConfig,
          eval_fn: EvalFn | None, resume: bool, experiment: ExperimentConfig | None,
-         ctx: DistContext, device: torch.device) -> TrainSummary:
+         ctx: DistContext, device: torch.device, input_key: str) -> TrainSummary:
     out_dir = Path(config.out_dir)
     ckpt_path = out_dir / CHECKPOINT_NAME
     if resume and not ckpt_path.is_file():
@@ -193,7 +228,8 @@ def _run(model: nn.Module, dataset: Dataset[dict[str, torch.Tensor]], config: Tr
         raise ValueError(f"out_dir: {out_dir} already holds a checkpoint; pass resume=True to "
                          f"continue it or choose another out_dir")
     per_rank_batch = config.batch_size // ctx.world_size
-    size = len(dataset)  # type: ignore[arg-type]
+    streaming = isinstance(dataset, IterableDataset)
+    size = 0 if streaming else len(dataset)  # type: ignore[arg-type]
 
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -202,8 +238,9 @@ def _run(model: nn.Module, dataset: Dataset[dict[str, torch.Tensor]], config: Tr
         ckpt = load_checkpoint(ckpt_path, model, optimizer=optimizer, scheduler=scheduler,
                                restore_rng=True, rank=ctx.rank)
         _check_resume_compatible(ckpt.config, config, ckpt_path)
-        sampler = InfiniteSampler.from_state(ckpt.extra["sampler"], size=size, rank=ctx.rank,
-                                             world_size=ctx.world_size)
+        sampler = None if streaming else InfiniteSampler.from_state(
+            ckpt.extra["sampler"], size=size, rank=ctx.rank, world_size=ctx.world_size)
+        consumed = int(ckpt.extra.get("stream_batches", 0))
         start_step = ckpt.step
         if start_step > config.steps:
             raise ValueError(f"steps: {config.steps} is fewer than the {start_step} steps "
@@ -211,12 +248,13 @@ def _run(model: nn.Module, dataset: Dataset[dict[str, torch.Tensor]], config: Tr
         window: list[float] = list(ckpt.extra["loss_windows"][ctx.rank])
     else:
         seed_everything(config.seed + ctx.rank)  # distinct streams per rank (e.g. slot noise)
-        sampler = InfiniteSampler(size, seed=config.seed, rank=ctx.rank,
-                                  world_size=ctx.world_size)
+        sampler = None if streaming else InfiniteSampler(size, seed=config.seed, rank=ctx.rank,
+                                                         world_size=ctx.world_size)
+        consumed = 0
         start_step = 0
         window = []  # this rank's losses since the last log line (saved, so logs resume too)
     net = wrap_model(model, ctx, device)
-    loader = DataLoader(dataset, batch_size=per_rank_batch, sampler=sampler,
+    loader = DataLoader(dataset, batch_size=per_rank_batch, sampler=sampler, drop_last=streaming,
                         num_workers=config.num_workers, pin_memory=device.type == "cuda",
                         worker_init_fn=_ignore_sigint if config.num_workers else None,
                         # Own generator: creating the iterator must not draw from the global
@@ -228,8 +266,11 @@ def _run(model: nn.Module, dataset: Dataset[dict[str, torch.Tensor]], config: Tr
         # Collective (every rank): rank 0 stores each rank's RNG state and loss window.
         states = all_gather_objects((capture_rng_state(), list(window)), ctx)
         if ctx.is_main:
-            extra = {"sampler": sampler.state_dict(step * per_rank_batch),
-                     "loss_windows": [w for _, w in states]}
+            extra: dict[str, Any] = {"loss_windows": [w for _, w in states]}
+            if sampler is not None:
+                extra["sampler"] = sampler.state_dict(step * per_rank_batch)
+            else:
+                extra["stream_batches"] = step - start_step + consumed
             save_checkpoint(ckpt_path, model, step=step, optimizer=optimizer,
                             scheduler=scheduler, config=saved_config,
                             rng_states=[r for r, _ in states], extra=extra)
@@ -241,9 +282,9 @@ def _run(model: nn.Module, dataset: Dataset[dict[str, torch.Tensor]], config: Tr
     step, interrupted = start_step, False
     try:
         with _GracefulStop() as stop:
-            batches = iter(loader)
+            batches = _Stream(loader, consumed) if streaming else iter(loader)
             while step < config.steps:
-                images = _images(next(batches), device)
+                images = _inputs(next(batches), input_key, device)
                 out = net(images)
                 if not isinstance(out, Mapping) or "recon" not in out:
                     raise TypeError(f"model: forward must return a dict with 'recon', got "
