@@ -4,27 +4,43 @@
 ``evaluate_checkpoint(path, ...)`` is ``cutslots eval``. Outputs land in ``train.out_dir``:
 ``checkpoint.pt``, ``config.yaml``, ``scalars.csv`` + TensorBoard events, ``metrics.json``
 (one entry per evaluation set) and PNGs (``loss.png``, ``decomposition_<set>.png``).
+
+Image datasets (``data.dataset``) and their ``data.variant`` values:
+
+- ``synthetic``: ``shapes``, ``textured`` (default), ``camo``, ``ood`` (generated, map-style).
+- ``clevr``: CLEVR with masks, streamed (an IterableDataset). ``full`` (default: up to 10
+  objects) or ``clevr6`` (only scenes with at most 6 visible objects). Splits are record ranges
+  of the one published file (:data:`CLEVR_SPLITS`); ``num_train`` / ``num_eval`` keep the first
+  N *records* of a split, counted before the ``clevr6`` filter, so readers can shard them.
+- ``clevrtex``: ``full`` (default), ``outd``, ``camo``, ``pbg``, ``vbg``, ``grassbg`` with the
+  official split; ``outd`` and ``camo`` are evaluation-only (``outd`` is all test data).
+
+``num_train`` / ``num_eval`` larger than the split is an error, never silently shortened.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import logging
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset, IterableDataset, Subset
 
 from cutslots.config import DataConfig, ExperimentConfig, ModelConfig, config_from_dict, save_config
+from cutslots.data.clevr import DEFAULT_SPLITS as CLEVR_DEFAULT_SPLITS
+from cutslots.data.clevr import ClevrWithMasks
+from cutslots.data.clevrtex import ClevrTex
 from cutslots.data.synthetic import SyntheticScenes
 from cutslots.evaluation import evaluate
 from cutslots.figures import curve_figure, decomposition_figure
 from cutslots.models.autoencoder import SlotAutoencoder
 from cutslots.nn.cut_slots import build_cut_autoencoder, build_slot_attention_autoencoder
 from cutslots.train.checkpoint import load_checkpoint
-from cutslots.train.loop import CHECKPOINT_NAME, train
+from cutslots.train.loop import CHECKPOINT_NAME, seed_everything, train
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +48,12 @@ log = logging.getLogger(__name__)
 SYNTHETIC_TRAIN, SYNTHETIC_EVAL = 10_000, 500
 SYNTHETIC_VARIANTS = ("shapes", "textured", "camo", "ood")
 CLEVRTEX_VARIANTS = ("full", "outd", "camo", "pbg", "vbg", "grassbg")
+# CLEVR variant -> most visible objects per scene (None: no filter). CLEVR6 as in Slot Attention.
+CLEVR_VARIANTS: dict[str, int | None] = {"full": None, "clevr6": 6}
+# Record ranges [start, end) of the CLEVR splits; a module attribute so tests can point the
+# runner at a small file.
+CLEVR_SPLITS: dict[str, tuple[int, int | None]] = dict(CLEVR_DEFAULT_SPLITS)
+DEFAULT_VARIANTS = {"synthetic": "textured", "clevr": "full", "clevrtex": "full"}
 
 
 def build_model(model: ModelConfig, image_size: int) -> SlotAutoencoder:
@@ -62,12 +84,19 @@ def build_model(model: ModelConfig, image_size: int) -> SlotAutoencoder:
 def build_dataset(data: DataConfig, split: str, variant: str | None = None) -> Dataset:
     """The ``split`` ("train" / "val" / "test") of the dataset a data section describes.
 
-    ``variant`` overrides ``data.variant`` (used for the extra evaluation sets).
+    ``variant`` overrides ``data.variant`` (used for the extra evaluation sets). CLEVR gives an
+    IterableDataset, the others map-style datasets.
     """
-    variant = variant if variant is not None else data.variant
+    if data.dataset not in DEFAULT_VARIANTS:
+        raise ValueError(
+            f"data.dataset: {data.dataset!r} is not an image object-discovery dataset here "
+            f"(use one of {tuple(DEFAULT_VARIANTS)}; video datasets go through the video "
+            "experiment: python -m cutslots.experiments.video train --config ...)"
+        )
+    variant = variant or data.variant or DEFAULT_VARIANTS[data.dataset]
+    count_key = "num_train" if split == "train" else "num_eval"
     count = data.num_train if split == "train" else data.num_eval
     if data.dataset == "synthetic":
-        variant = variant or "textured"
         if variant not in SYNTHETIC_VARIANTS:
             raise ValueError(f"data.variant: synthetic variants are {SYNTHETIC_VARIANTS}, got {variant!r}")
         default = SYNTHETIC_TRAIN if split == "train" else SYNTHETIC_EVAL
@@ -81,27 +110,51 @@ def build_dataset(data: DataConfig, split: str, variant: str | None = None) -> D
             seed=data.seed,
             cache_dir=data.cache_dir,
         )
-    if data.dataset == "clevrtex":
-        from cutslots.data.clevrtex import ClevrTex
+    if data.dataset == "clevr":
+        return _clevr(data, split, variant, count, count_key)
+    if variant not in CLEVRTEX_VARIANTS:
+        raise ValueError(f"data.variant: ClevrTex variants are {CLEVRTEX_VARIANTS}, got {variant!r}")
+    # outd has no split of its own: all of it is evaluation data.
+    ds = ClevrTex(data.root, variant=variant, split=None if variant == "outd" else split,
+                  resolution=data.image_size)  # type: ignore[arg-type]
+    if count is None:
+        return ds
+    if count > len(ds):
+        raise ValueError(f"data.{count_key}: {count} images asked for, but ClevrTex {variant} "
+                         f"{split} has only {len(ds)} under {ds.folder}")
+    return Subset(ds, range(count))
 
-        variant = variant or "full"
-        if variant not in CLEVRTEX_VARIANTS:
-            raise ValueError(f"data.variant: ClevrTex variants are {CLEVRTEX_VARIANTS}, got {variant!r}")
-        # outd has no split of its own: all of it is evaluation data.
-        ds: Dataset = ClevrTex(data.root, variant=variant, split=None if variant == "outd" else split,
-                               resolution=data.image_size)
-        return Subset(ds, range(min(count, len(ds)))) if count else ds  # type: ignore[arg-type]
-    raise ValueError(
-        f"data.dataset: {data.dataset!r} is not an image object-discovery dataset here "
-        "(use 'synthetic' or 'clevrtex'; video datasets go through the video experiment)"
-    )
+
+def _clevr(data: DataConfig, split: str, variant: str, count: int | None, count_key: str) -> ClevrWithMasks:
+    """CLEVR with masks; ``count`` keeps the first records of the split's range."""
+    if variant not in CLEVR_VARIANTS:
+        raise ValueError(f"data.variant: CLEVR variants are {tuple(CLEVR_VARIANTS)}, got {variant!r}")
+    if split not in CLEVR_SPLITS:
+        raise ValueError(f"split must be one of {sorted(CLEVR_SPLITS)}, got {split!r}")
+    start, end = CLEVR_SPLITS[split]
+    if count is not None:
+        if end is not None and count > end - start:
+            raise ValueError(f"data.{count_key}: {count} records asked for, but CLEVR split "
+                             f"{split!r} holds records [{start}, {end}) only")
+        end = start + count
+    return ClevrWithMasks(data.root, split, data.image_size,  # type: ignore[arg-type]
+                          splits={**CLEVR_SPLITS, split: (start, end)},
+                          max_objects=CLEVR_VARIANTS[variant])
 
 
 def eval_sets(data: DataConfig) -> dict[str, Dataset]:
     """Evaluation sets: the test split of the training variant plus ``data.eval_variants``."""
-    main = data.variant or ("textured" if data.dataset == "synthetic" else "full")
+    # An unknown dataset keeps its own name here; build_dataset then rejects it.
+    main = data.variant or DEFAULT_VARIANTS.get(data.dataset, data.dataset)
     names = [main] + [v for v in data.eval_variants if v != main]
     return {name: build_dataset(data, "test", name) for name in names}
+
+
+def _first_items(ds: Dataset, n: int) -> list[dict[str, Any]]:
+    """The first ``n`` items (fewer if ``ds`` is shorter) of a map-style or iterable dataset."""
+    if isinstance(ds, IterableDataset):
+        return list(itertools.islice(ds, n))
+    return [ds[i] for i in range(min(n, len(ds)))]  # type: ignore[arg-type]
 
 
 def _eval_fn(sets: Mapping[str, Dataset], batch_size: int, max_images: int | None):
@@ -138,9 +191,13 @@ def final_report(
     metrics: dict[str, Any] = {}
     figures: list[str] = []
     for name, ds in sets.items():
+        shown = _first_items(ds, 4)
+        if not shown:
+            raise ValueError(f"evaluation set {name!r} is empty (check data.root, the variant "
+                             "and data.num_eval)")
         result = evaluate(model, ds, batch_size, device)
         metrics[name] = {"num_images": result["num_images"], **result["summary"]}
-        batch = torch.stack([ds[i]["image"] for i in range(min(4, len(ds)))]).to(device)  # type: ignore[arg-type]
+        batch = torch.stack([item["image"] for item in shown]).to(device)
         model.eval()
         with torch.no_grad():
             out = model(batch)
@@ -153,8 +210,13 @@ def final_report(
 
 
 def run_experiment(config: ExperimentConfig, resume: bool = False, eval_batch_size: int = 16) -> dict[str, Any]:
-    """Train the configured model, then evaluate it and write the report (rank 0 only)."""
+    """Train the configured model, then evaluate it and write the report (rank 0 only).
+
+    Periodic evaluation (``train.eval_every``) scores up to 64 images per set; under DDP a
+    streamed set gives rank 0 only its share of records there (enough to monitor training).
+    """
     out_dir = Path(config.train.out_dir)
+    seed_everything(config.train.seed)  # the initial weights, so equal seeds give equal runs
     model = build_model(config.model, config.data.image_size)
     train_set = build_dataset(config.data, "train")
     sets = eval_sets(config.data)
@@ -163,10 +225,26 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, eval_batch_si
     if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return {"summary": summary}
     save_config(config, out_dir / "config.yaml")
+    _check_not_sharded(sets, summary.checkpoint)
     device = next(model.parameters()).device
     report = final_report(model, sets, out_dir, eval_batch_size, device)
     report["summary"] = summary
     return report
+
+
+def _check_not_sharded(sets: Mapping[str, Dataset], checkpoint: Path) -> None:
+    """Refuse a final report on streamed sets while a multi-rank process group exists: their
+    readers shard records over DDP ranks, so rank 0 alone would score only its share."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return
+    streamed = [name for name, ds in sets.items() if isinstance(ds, IterableDataset)]
+    if streamed:
+        raise ValueError(
+            f"evaluation sets {streamed} are streamed and split over the "
+            f"{dist.get_world_size()} DDP ranks, so rank 0 would score only part of them; "
+            f"training is done: evaluate in one process with `cutslots eval {checkpoint}`"
+        )
 
 
 def evaluate_checkpoint(
@@ -183,15 +261,19 @@ def evaluate_checkpoint(
         path = path / CHECKPOINT_NAME
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    raw = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # random bytes, a foreign pickle, a torn file, ...
+        raise ValueError(f"{path} is not a cutslots checkpoint (torch.load failed: {err})") from err
     if not isinstance(raw, dict) or not isinstance(raw.get("config"), dict):
         raise ValueError(f"{path} holds no experiment config: it was not written by `cutslots train`")
     config = config_from_dict(raw["config"], source=str(path))
     if overrides:
-        data = config_from_dict({**raw["config"], "data": {**raw["config"]["data"], **overrides}}, str(path)).data
+        data_section = {**raw["config"].get("data", {}), **overrides}
+        data = config_from_dict({**raw["config"], "data": data_section}, str(path)).data
         config = ExperimentConfig(config.name, config.model, data, config.train)
     model = build_model(config.model, config.data.image_size)
-    load_checkpoint(path, model)
+    load_checkpoint(path, model)  # ValueError naming the parameters if the weights do not fit
     model.to(device)
     out = Path(out_dir) if out_dir is not None else path.parent / "eval"
     out.mkdir(parents=True, exist_ok=True)
