@@ -32,7 +32,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if (out / "checkpoint.pt").exists() and not args.resume:
-        raise SystemExit(f"{out} already holds a demo run: pass --resume to continue it or --out DIR for a new one")
+        raise ValueError(f"--out: {out} already holds a demo run; pass --resume to continue it or --out DIR for a new one")
     config = config_from_dict(demo_config(str(out), args.steps), source="demo")
     report = run_experiment(config, resume=args.resume)
     print(format_table(report["metrics"]))
@@ -42,21 +42,46 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+VIDEO_DATASETS = ("moving", "movi_a")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from cutslots.config import load_config
-    from cutslots.experiments.discovery import format_table, run_experiment
 
     config = load_config(args.config, args.overrides)
-    report = run_experiment(config, resume=args.resume)
-    if "metrics" in report:
-        print(format_table(report["metrics"]))
+    if config.data.dataset in VIDEO_DATASETS:
+        from cutslots.experiments.video import run_video_experiment
+
+        report = run_video_experiment(config, resume=args.resume)
+        if "table" in report:
+            print(report["table"])
+    else:
+        from cutslots.experiments.discovery import format_table, run_experiment
+
+        report = run_experiment(config, resume=args.resume)
+        if "metrics" in report:
+            print(format_table(report["metrics"]))
+    if "metrics_path" in report:
         print(f"\nmetrics: {report['metrics_path']}")
     return 0
 
 
-def _cmd_eval(args: argparse.Namespace) -> int:
-    from cutslots.experiments.discovery import evaluate_checkpoint, format_table
+def _saved_dataset(path: Path) -> str | None:
+    """``data.dataset`` of the config stored in a checkpoint (None if there is none)."""
+    import torch
 
+    file = path / "checkpoint.pt" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {file}")
+    try:
+        raw = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # random bytes, a foreign pickle, a torn file
+        raise ValueError(f"{file} is not a cutslots checkpoint (torch.load failed: {err})") from err
+    config = raw.get("config") if isinstance(raw, dict) else None
+    return config.get("data", {}).get("dataset") if isinstance(config, dict) else None
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
     overrides: dict = {}
     if args.root:
         overrides["root"] = args.root
@@ -64,9 +89,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         overrides["eval_variants"] = args.variants
     if args.num_eval:
         overrides["num_eval"] = args.num_eval
-    report = evaluate_checkpoint(args.checkpoint, args.out, overrides, device=args.device)
-    table = format_table(report["metrics"])
-    print(table)
+    if _saved_dataset(args.checkpoint) in VIDEO_DATASETS:
+        from cutslots.experiments.video import evaluate_video_checkpoint
+
+        if args.variants:
+            raise ValueError("--variants: video datasets have no evaluation variants")
+        report = evaluate_video_checkpoint(args.checkpoint, args.out, overrides, device=args.device)
+        print(report["table"])
+    else:
+        from cutslots.experiments.discovery import evaluate_checkpoint, format_table
+
+        report = evaluate_checkpoint(args.checkpoint, args.out, overrides, device=args.device)
+        print(format_table(report["metrics"]))
     print(f"\nmetrics: {report['metrics_path']}")
     return 0
 
@@ -105,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=100")
     p.set_defaults(run=_cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint (Table 1 layout)")
+    p = sub.add_parser("eval", help="evaluate a checkpoint (Table 1 layout; Table 2 for video runs)")
     p.add_argument("checkpoint", type=Path, help="checkpoint.pt or its run directory")
     p.add_argument("--root", help="dataset root, if it moved since training")
     p.add_argument("--variants", nargs="+", help="evaluation variants, e.g. outd camo")
