@@ -1,0 +1,379 @@
+"""Decision-focused bipartite matching on Cora (Wilder, Dilkina & Tambe 2019; paper §6.2).
+
+A network scores every left/right node pair of an instance from the concatenated
+bag-of-words of the two papers (Linear(2F, 500)-ReLU-Linear(500, 1)); the decision is the
+maximum-value matching under the predicted values, and it is judged by how many true
+citations it matches.
+
+- Two-stage: binary cross-entropy on the edge labels, Adam 1e-3, 2 epochs, minibatches of
+  100 edges drawn from each training instance (Wilder et al.'s code).
+- Decision-focused: the relaxed matching QP :class:`cutslots.qp.MatchingQP` (form
+  ``"assignment"``: row and column sums plus a slack equal 1, i.e. "at most one") with costs
+  ``-sigmoid(net)``; loss ``-c_true . x*``; Adam 1e-4, 12 epochs, one instance per step, gamma
+  0.1 multiplied by 0.8 after every epoch.
+- Evaluation: the true LP ``max sum p_ij x_ij`` s.t. row/column sums <= 1, 0 <= x <= 1 with
+  the predicted values ``p = sigmoid(net)`` (SciPy HiGHS); the score is ``c_true . x``.
+
+Gamma convention: this package's ``1/2 gamma |z|^2``. Wilder et al. pass ``Q = gamma I`` to
+qpth, which minimises ``1/2 z'Qz + p'z``, so their gamma 0.1 is this gamma 0.1 (the paper's
+``gamma sum z^2`` would call it 0.05). Without ``x >= 0`` the QP's solution is affine in the
+costs, ``x* = x0 - P c / gamma`` (P projects onto the constraints' null space), so the loss
+gradient with respect to the costs is ``P c_true / gamma``: gamma only rescales it, which
+Adam largely undoes.
+
+The network's first layer is applied to all ``side x side`` concatenations at once by
+splitting its weight into the left and right halves (``W [a; b] = W_l a + W_r b``): the same
+function as on explicit edge features, without materialising ``(2500, 2866)`` per instance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from scipy.optimize import linprog
+
+from cutslots.data.cora import (
+    MatchingInstances,
+    build_matching_instances,
+    read_cora,
+    write_synthetic_cora,
+)
+from cutslots.qp import MatchingQP
+
+PAPER_REFERENCE = {
+    "Pervez et al. 2023 (QP layer)": (7.01, 1.15),
+    "Wilder et al. 2019 (decision-focused)": (6.15, 0.38),
+}
+METHODS = ("two_stage", "decision_focused", "random", "optimal")
+
+
+class EdgeScorer(torch.nn.Module):
+    """``Linear(2F, hidden)-ReLU-Linear(hidden, 1)`` on every edge ``[left_i, right_j]``.
+
+    Forward: ``left: (B, n, F)``, ``right: (B, m, F)`` -> logits ``(B, n, m)``.
+    """
+
+    def __init__(self, num_features: int, hidden: int = 500) -> None:
+        super().__init__()
+        self.num_features = num_features
+        self.hidden = torch.nn.Linear(2 * num_features, hidden)
+        self.out = torch.nn.Linear(hidden, 1)
+
+    def _project(self, left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """First layer split by endpoint: ``(B, n, hidden)`` and ``(B, m, hidden)`` (bias in the second)."""
+        f = self.num_features
+        return left @ self.hidden.weight[:, :f].T, right @ self.hidden.weight[:, f:].T + self.hidden.bias
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        a, b = self._project(left, right)
+        return self.out(torch.relu(a[:, :, None] + b[:, None])).squeeze(-1)
+
+    def score_pairs(
+        self, left: torch.Tensor, right: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
+    ) -> torch.Tensor:
+        """Logits ``(B, P)`` of the edges ``(rows[k], cols[k])`` only (a training minibatch)."""
+        a, b = self._project(left, right)
+        return self.out(torch.relu(a[:, rows] + b[:, cols])).squeeze(-1)
+
+
+def _adam(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
+    # The fused CPU kernel (torch >= 2.4) makes a step ~5x cheaper for the 1.4 M weights.
+    return torch.optim.Adam(model.parameters(), lr=lr)
+
+
+def lp_matching(values: np.ndarray) -> np.ndarray:
+    """Solve ``max sum v_ij x_ij`` s.t. row/column sums <= 1, ``0 <= x <= 1``: ``(n, m) -> (n, m)``.
+
+    The constraint matrix is totally unimodular, so HiGHS returns an integral vertex.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or not np.isfinite(values).all():
+        raise ValueError(f"values must be a finite (n, m) array, got shape {values.shape}")
+    n, m = values.shape
+    rows = sp.kron(sp.identity(n), np.ones((1, m)))
+    cols = sp.kron(np.ones((1, n)), sp.identity(m))
+    res = linprog(
+        -values.ravel(), A_ub=sp.vstack([rows, cols]).tocsc(), b_ub=np.ones(n + m), bounds=(0, 1), method="highs"
+    )
+    if res.status != 0:
+        raise RuntimeError(f"HiGHS failed on the matching LP: {res.message}")
+    return res.x.reshape(n, m)
+
+
+def matched_true_edges(values: np.ndarray, target: np.ndarray) -> float:
+    """Number of true edges (``target == 1``) in the LP matching under predicted ``values``."""
+    return float((lp_matching(values) * target).sum())
+
+
+def _tensors(instances: MatchingInstances, idx: Sequence[int]) -> tuple[torch.Tensor, ...]:
+    idx = list(idx)
+    return tuple(torch.from_numpy(a[idx]) for a in (instances.left, instances.right, instances.target))
+
+
+def train_two_stage(
+    model: EdgeScorer,
+    instances: MatchingInstances,
+    train_idx: Sequence[int],
+    epochs: int = 2,
+    lr: float = 1e-3,
+    batch_edges: int = 100,
+    generator: torch.Generator | None = None,
+) -> list[float]:
+    """BCE on edge labels, Adam, ``batch_edges`` random edges a step (``floor(n m / batch_edges)``
+    steps per instance and epoch, as Wilder et al.); returns the mean loss per epoch."""
+    opt = _adam(model, lr)
+    bce = torch.nn.BCEWithLogitsLoss()
+    history = []
+    for _ in range(epochs):
+        losses = []
+        for k in torch.randperm(len(train_idx), generator=generator).tolist():
+            left, right, target = _tensors(instances, [train_idx[k]])
+            order = torch.randperm(target.numel(), generator=generator)
+            size = min(batch_edges, target.numel())  # a small instance is one batch
+            m = target.shape[2]
+            for start in range(0, target.numel() - size + 1, size):
+                batch = order[start : start + size]
+                logits = model.score_pairs(left, right, batch // m, batch % m)
+                loss = bce(logits, target.reshape(1, -1)[:, batch])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+        history.append(float(np.mean(losses)))
+    return history
+
+
+def train_decision_focused(
+    model: EdgeScorer,
+    instances: MatchingInstances,
+    train_idx: Sequence[int],
+    epochs: int = 12,
+    lr: float = 1e-4,
+    gamma: float = 0.1,
+    gamma_decay: float = 0.8,
+    generator: torch.Generator | None = None,
+) -> list[float]:
+    """Loss ``-c_true . x*`` through the relaxed matching QP, one instance a step; returns the
+    mean loss per epoch (at that epoch's gamma, so values of different epochs differ in scale)."""
+    n, m = instances.target.shape[1:]
+    opt = _adam(model, lr)
+    history = []
+    for _ in range(epochs):
+        qp = MatchingQP(n, m, gamma=gamma, form="assignment")
+        losses = []
+        for k in torch.randperm(len(train_idx), generator=generator).tolist():
+            left, right, target = _tensors(instances, [train_idx[k]])
+            x = qp(-torch.sigmoid(model(left, right)))
+            loss = -(target * x).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        history.append(float(np.mean(losses)))
+        gamma *= gamma_decay
+    return history
+
+
+@torch.no_grad()
+def evaluate(model: EdgeScorer, instances: MatchingInstances, idx: Sequence[int]) -> list[float]:
+    """Matched true edges per instance when the LP uses ``sigmoid(model)`` as edge values."""
+    left, right, target = _tensors(instances, idx)
+    values = torch.sigmoid(model(left, right)).double().numpy()
+    return [matched_true_edges(v, t) for v, t in zip(values, target.numpy())]
+
+
+def run_matching_experiment(
+    instances: MatchingInstances,
+    repeats: int = 30,
+    test_fraction: float = 0.2,
+    two_stage_epochs: int = 2,
+    decision_epochs: int = 12,
+    two_stage_lr: float = 1e-3,
+    decision_lr: float = 1e-4,
+    gamma: float = 0.1,
+    gamma_decay: float = 0.8,
+    hidden: int = 500,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """``repeats`` random train/test splits of the instances; returns per-method scores.
+
+    Each repeat trains fresh networks; ``random`` scores uniform random values and ``optimal``
+    the true adjacency (the best any predictor can do). Result: ``{"per_repeat": {method:
+    [[score per test instance] per repeat]}, "losses": {...}}``.
+    """
+    num = len(instances)
+    n_test = int(test_fraction * num)
+    if not 1 <= n_test < num:
+        raise ValueError(f"test_fraction={test_fraction} gives {n_test} test instances of {num}; need 1..{num - 1}")
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    rng = np.random.default_rng(seed)
+    scores: dict[str, list[list[float]]] = {m: [] for m in METHODS}
+    losses: dict[str, list[list[float]]] = {"two_stage": [], "decision_focused": []}
+    for r in range(repeats):
+        order = rng.permutation(num)
+        test, train = sorted(order[:n_test].tolist()), order[n_test:].tolist()
+        gen = torch.Generator().manual_seed(seed * 1000 + r)
+        torch.manual_seed(seed * 1000 + r)
+        two_stage = EdgeScorer(instances.left.shape[2], hidden)
+        decision = EdgeScorer(instances.left.shape[2], hidden)
+        losses["two_stage"].append(
+            train_two_stage(two_stage, instances, train, two_stage_epochs, two_stage_lr, generator=gen)
+        )
+        losses["decision_focused"].append(
+            train_decision_focused(
+                decision, instances, train, decision_epochs, decision_lr, gamma, gamma_decay, generator=gen
+            )
+        )
+        scores["two_stage"].append(evaluate(two_stage, instances, test))
+        scores["decision_focused"].append(evaluate(decision, instances, test))
+        shape = instances.target.shape[1:]
+        scores["random"].append([matched_true_edges(rng.random(shape), instances.target[k]) for k in test])
+        scores["optimal"].append([matched_true_edges(instances.target[k], instances.target[k]) for k in test])
+    return {"per_repeat": scores, "losses": losses}
+
+
+def summarize(per_repeat: dict[str, list[list[float]]]) -> dict[str, dict[str, float]]:
+    """Mean and std over all (repeat, test instance) scores, and std of the per-repeat means."""
+    out = {}
+    for method, runs in per_repeat.items():
+        flat = np.concatenate([np.asarray(r, dtype=np.float64) for r in runs])
+        means = np.asarray([np.mean(r) for r in runs])
+        out[method] = {"mean": float(flat.mean()), "std": float(flat.std()), "std_of_repeat_means": float(means.std())}
+    return out
+
+
+def format_table(summary: dict[str, dict[str, float]], title: str) -> str:
+    """Markdown table of the summary plus the paper's reference numbers."""
+    lines = [
+        f"### {title}",
+        "",
+        "| method | matched true edges (mean ± std) | std of repeat means |",
+        "| --- | --- | --- |",
+    ]
+    names = {
+        "two_stage": "two-stage (BCE)",
+        "decision_focused": "decision-focused (QP layer)",
+        "random": "random values",
+        "optimal": "true adjacency (upper bound)",
+    }
+    for method, s in summary.items():
+        name = names.get(method, method)
+        lines.append(f"| {name} | {s['mean']:.2f} ± {s['std']:.2f} | {s['std_of_repeat_means']:.2f} |")
+    for name, (mean, std) in PAPER_REFERENCE.items():
+        lines.append(f"| reference, real Cora: {name} | {mean:.2f} ± {std:.2f} | - |")
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cutslots matching-experiment",
+        description="Cora bipartite matching: two-stage vs decision-focused learning through the matching QP.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", type=Path, help="folder with Cora in the LINQS or Planetoid format")
+    src.add_argument("--synthetic", action="store_true", help="generate a Cora-like graph (written and read as LINQS)")
+    p.add_argument("--format", choices=("auto", "linqs", "planetoid"), default="auto")
+    p.add_argument("--synthetic-nodes", type=int, default=2708)
+    p.add_argument("--num-parts", type=int, default=27)
+    p.add_argument("--side", type=int, default=50, help="nodes per side of an instance")
+    p.add_argument("--split", choices=("maxcut", "random"), default="maxcut", help="how a part is split into sides")
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--two-stage-epochs", type=int, default=2)
+    p.add_argument("--decision-epochs", type=int, default=12)
+    p.add_argument("--two-stage-lr", type=float, default=1e-3)
+    p.add_argument("--decision-lr", type=float, default=1e-4)
+    p.add_argument("--gamma", type=float, default=0.1, help="QP gamma, convention 1/2 gamma |z|^2")
+    p.add_argument("--gamma-decay", type=float, default=0.8, help="gamma multiplier after every epoch")
+    p.add_argument("--hidden", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (small networks: more threads mostly contend)")
+    p.add_argument("--out", type=Path, help="write <OUT>.json and <OUT>.md")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; prints the result table and returns 0."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    checks = [
+        ("--repeats", args.repeats >= 1),
+        ("--two-stage-epochs", args.two_stage_epochs >= 0),
+        ("--decision-epochs", args.decision_epochs >= 0),
+        ("--gamma", args.gamma > 0 and math.isfinite(args.gamma)),
+        ("--gamma-decay", 0 < args.gamma_decay <= 1),
+        ("--test-fraction", 0 < args.test_fraction < 1),
+        ("--hidden", args.hidden >= 1),
+        ("--synthetic-nodes", args.synthetic_nodes >= 2),
+        ("--threads", args.threads >= 1),
+    ]
+    for flag, ok in checks:
+        if not ok:
+            parser.error(f"{flag} has an invalid value ({getattr(args, flag[2:].replace('-', '_'))})")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        return _run(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(args: argparse.Namespace) -> int:
+    start = time.time()
+    if args.synthetic:
+        with tempfile.TemporaryDirectory() as tmp:
+            graph = read_cora(write_synthetic_cora(tmp, seed=args.seed, num_nodes=args.synthetic_nodes), "linqs")
+        source = f"synthetic Cora-like graph (seed {args.seed})"
+    else:
+        graph = read_cora(args.data, args.format)
+        source = str(args.data)
+    instances = build_matching_instances(graph, args.num_parts, args.side, args.split, args.seed)
+    result = run_matching_experiment(
+        instances,
+        args.repeats,
+        args.test_fraction,
+        args.two_stage_epochs,
+        args.decision_epochs,
+        args.two_stage_lr,
+        args.decision_lr,
+        args.gamma,
+        args.gamma_decay,
+        args.hidden,
+        args.seed,
+    )
+    summary = summarize(result["per_repeat"])
+    title = f"Matched true edges on test instances: {source}, {len(instances)} instances, {args.repeats} repeats"
+    table = format_table(summary, title)
+    print(table)
+    if args.out is not None:
+        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "out"}
+        report = {
+            "source": source,
+            "graph": {"nodes": graph.num_nodes, "edges": graph.num_edges, "features": int(graph.features.shape[1])},
+            "instance_edges": [float(t.sum()) for t in instances.target],
+            "config": config,
+            "summary": summary,
+            "paper_reference": {k: {"mean": m, "std": s} for k, (m, s) in PAPER_REFERENCE.items()},
+            "per_repeat": result["per_repeat"],
+            "epoch_losses": result["losses"],
+            "seconds": round(time.time() - start, 1),
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        Path(f"{args.out}.json").write_text(json.dumps(report, indent=1))
+        Path(f"{args.out}.md").write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
