@@ -88,7 +88,7 @@ class EdgeScorer(torch.nn.Module):
 
 def _adam(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
     # The fused CPU kernel (torch >= 2.4) makes a step ~5x cheaper for the 1.4 M weights.
-    return torch.optim.Adam(model.parameters(), lr=lr)
+    return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
 
 
 def lp_matching(values: np.ndarray) -> np.ndarray:
