@@ -30,6 +30,22 @@ def test_matches_dense_kkt(backend, m, n, gamma):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_rows_living_only_in_dense_columns(backend):
+    # Like the released cut form's p_s - p_t = b0: once the dense columns are split off, that
+    # row of the sparse part is empty; the placeholder diagonal must be undone exactly.
+    A = random_constraints(30, 70, seed=6, density=0.05).tolil()
+    A[:, 3], A[:, 4] = 1.0, -1.0
+    A[29, :] = 0.0
+    A[29, 3], A[29, 4] = 1.0, -1.0
+    A = sp.csr_matrix(A)
+    rng = np.random.default_rng(3)
+    b, c = rng.normal(size=30), rng.normal(size=(2, 70))
+    qp = EqualityQP(A, b, 0.9, backend=backend, cache_dir=False, dense_column_threshold=15)
+    assert qp.factorization.dense_columns.tolist() == [3, 4]
+    np.testing.assert_allclose(qp(torch.from_numpy(c)).numpy(), dense_kkt(A.toarray(), b, c, 0.9), atol=1e-10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_dense_columns_go_through_woodbury(backend):
     A = random_constraints(40, 90, seed=3, density=0.05).tolil()
     A[:, 7] = 1.0  # two columns touching every row, like the cut's terminals

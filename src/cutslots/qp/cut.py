@@ -32,7 +32,9 @@ class CutSolution:
     """Solution of a batch of grid cut QPs.
 
     Attributes:
-        p: ``(B, H, W)`` pixel vertex variables (near ``p_s`` on the source side).
+        p: ``(B, H, W)`` pixel vertex variables. Larger ``p`` leans to the source side, but the
+            relaxation does not bound them by ``p_s`` and ``p_t`` (nor keep ``p_s > p_t`` when
+            the terminal weights are large; see ``docs/cut-fidelity.md``).
         p_s, p_t: ``(B,)`` terminal vertex variables.
         d: ``(B, 6, H, W)`` edge variables in the channel order of ``EDGE_CHANNELS``
             (0 where the edge does not exist). With the closed-form engine they are computed

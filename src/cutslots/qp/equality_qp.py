@@ -121,9 +121,8 @@ class _CupySolver:
             self.unit_lower = tri.unit_lower
             self.correction = None
             if woodbury:
-                # (S + U U^T)^{-1} x = y - W cap^{-1} U^T y, with y = S^{-1} x; cap is tiny.
-                cap = np.eye(factor.U.shape[1]) + factor.U.T @ factor.W
-                self.correction = (cupy.asarray(factor.W @ np.linalg.inv(cap)), cupy.asarray(factor.U))
+                # M^{-1} x = y - (W cap^{-1}) U^T y with y = S^{-1} x (see WoodburyFactor).
+                self.correction = (cupy.asarray(factor.correction), cupy.asarray(factor.U))
 
     def solve(self, rhs: Any) -> Any:
         from cupyx.scipy.sparse.linalg import spsolve_triangular

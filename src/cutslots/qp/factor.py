@@ -168,22 +168,26 @@ class TriangularFactor:
 
 
 class WoodburyFactor:
-    """``(S + U U^T)^{-1}`` from a factor of ``S`` and a dense ``U: (m, r)``."""
+    """``(S + U diag(signs) U^T)^{-1}`` from a factor of ``S`` and a dense ``U: (m, r)``.
 
-    def __init__(self, base: Factor, U: np.ndarray) -> None:
+    ``signs`` are +1 for split-off dense columns and -1 for the unit columns that undo the
+    placeholder diagonal put on rows left empty by the split (see :func:`factorize_gram`).
+    """
+
+    def __init__(self, base: Factor, U: np.ndarray, signs: np.ndarray) -> None:
         self.base = base
         self.U = U
-        self.W = base.solve(U)  # S^{-1} U, (m, r)
-        cap = np.eye(U.shape[1]) + U.T @ self.W
-        eig = np.linalg.eigvalsh(cap)
-        # det(S + U U^T) = det(S) det(cap): a singular capacitance means dependent rows.
-        if eig.min() <= _SINGULAR_RTOL * eig.max():
-            raise _dependent_rows(f"capacitance eigenvalue ratio {eig.min() / eig.max():.1e}")
-        self.cap = sla.cho_factor(cap)
+        W = base.solve(U)  # S^{-1} U, (m, r)
+        cap = np.diag(signs.astype(np.float64)) + U.T @ W
+        sv = np.linalg.svd(cap, compute_uv=False)
+        # det(M) = det(S) det(cap) det(diag(signs)): a singular cap means dependent rows.
+        if sv.min() <= _SINGULAR_RTOL * sv.max():
+            raise _dependent_rows(f"capacitance singular-value ratio {sv.min() / sv.max():.1e}")
+        self.correction = W @ np.linalg.inv(cap)  # (m, r); cap is tiny and well scaled
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         y = self.base.solve(rhs)
-        return y - self.W @ sla.cho_solve(self.cap, self.U.T @ y)
+        return y - self.correction @ (self.U.T @ y)
 
 
 def dense_columns(A: sp.csc_matrix, threshold: int | None = None) -> np.ndarray:
@@ -266,6 +270,12 @@ def factorize_gram(
     keep = np.setdiff1d(np.arange(A.shape[1]), dense)
     A_sparse = A[:, keep]
     U = A[:, dense].toarray()
+    # Rows whose only entries were in dense columns (e.g. a terminal row p_s - p_t = b0) leave
+    # S singular: give them a unit diagonal in S and subtract it again in the low-rank term.
+    empty = np.nonzero(np.diff(sp.csr_matrix(A_sparse).indptr) == 0)[0] if dense.size else dense
+    placeholder = sp.csc_matrix((np.ones(empty.size), (empty, empty)), shape=(A.shape[0],) * 2)
+    E = placeholder[:, empty].toarray()
+    signs = np.concatenate([np.ones(dense.size), -np.ones(empty.size)])
 
     key = matrix_hash(A, backend, dense.tolist())
     cache_path = None if cache_dir is False else Path(cache_dir or default_cache_dir()) / f"{key}.npz"
@@ -276,7 +286,7 @@ def factorize_gram(
         log.info("loaded cached factorization of A A^T from %s", cache_path)
         from_cache = True
     else:
-        S = (A_sparse @ A_sparse.T).tocsc()
+        S = (A_sparse @ A_sparse.T + placeholder).tocsc()
         try:
             base = _factor_sparse(S, backend)
         except DependentRowsError:
@@ -294,7 +304,7 @@ def factorize_gram(
                 elapsed,
                 cache_path,
             )
-    factor: Factor = WoodburyFactor(base, U) if dense.size else base
+    factor: Factor = WoodburyFactor(base, np.hstack([U, E]), signs) if dense.size else base
     return GramFactorization(factor, backend, dense, time.perf_counter() - start, from_cache)
 
 
