@@ -158,3 +158,49 @@ def test_cuda_inputs_match_cpu():
     qp = EqualityQP(A, np.ones(10), 1.0, backend="scipy", cache_dir=False)
     c = torch.randn(4, 30, dtype=torch.float64)
     torch.testing.assert_close(qp(c.cuda()).cpu(), qp(c))
+
+
+def _numpy_cupy(monkeypatch):
+    """Stand-in CuPy built on NumPy/SciPy (CuPy mirrors their API), to run the GPU path's
+    logic (factor transfer, permutations, Woodbury term, DLPack hand-off) on the CPU."""
+    import contextlib
+    import sys
+    import types
+
+    import scipy.sparse.linalg as spl
+
+    cupy = types.ModuleType("cupy")
+    cupy.asarray, cupy.from_dlpack = np.asarray, np.from_dlpack
+    cupy.cuda = types.SimpleNamespace(Device=lambda index: contextlib.nullcontext())
+    cupyx = types.ModuleType("cupyx")
+    cupyx_scipy = types.ModuleType("cupyx.scipy")
+    cupyx_sparse = types.ModuleType("cupyx.scipy.sparse")
+    cupyx_sparse.csr_matrix = sp.csr_matrix
+    cupyx_linalg = types.ModuleType("cupyx.scipy.sparse.linalg")
+    cupyx_linalg.spsolve_triangular = spl.spsolve_triangular
+    for name, mod in [("cupy", cupy), ("cupyx", cupyx), ("cupyx.scipy", cupyx_scipy),
+                      ("cupyx.scipy.sparse", cupyx_sparse), ("cupyx.scipy.sparse.linalg", cupyx_linalg)]:
+        monkeypatch.setitem(sys.modules, name, mod)
+
+
+@pytest.mark.parametrize("threshold", [None, 15])
+def test_gpu_solver_logic_with_a_numpy_stand_in_for_cupy(monkeypatch, threshold):
+    from cutslots.qp.equality_qp import _CupySolver
+
+    _numpy_cupy(monkeypatch)
+    A = random_constraints(30, 70, seed=6, density=0.05).tolil()
+    A[:, 3], A[:, 4] = 1.0, -1.0  # dense columns: exercises the Woodbury correction
+    A = sp.csr_matrix(A)
+    qp = EqualityQP(A, np.ones(30), 0.7, backend="scipy", cache_dir=False, dense_column_threshold=threshold)
+    gpu = _CupySolver(qp._solver.A, qp.factorization, torch.device("cpu"))
+    v = torch.randn(5, 70, dtype=torch.float32)
+    torch.testing.assert_close(gpu.project(v), qp._solver.project(v), rtol=1e-6, atol=1e-6)
+
+
+def test_without_cupy_cuda_inputs_fall_back_to_the_cpu_with_a_warning(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy -> ImportError
+    qp = EqualityQP(random_constraints(3, 6, seed=0), np.ones(3), 1.0, backend="scipy", cache_dir=False)
+    with pytest.warns(RuntimeWarning, match="CuPy is not installed"):
+        assert qp._solver._device_solver(torch.device("cuda", 0)) is None
