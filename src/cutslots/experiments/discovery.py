@@ -169,7 +169,7 @@ def _eval_fn(sets: Mapping[str, Dataset], batch_size: int, max_images: int | Non
     return run
 
 
-def _loss_curve(out_dir: Path) -> Path | None:
+def loss_curve(out_dir: Path) -> Path | None:
     path = out_dir / "scalars.csv"
     if not path.is_file():
         return None
@@ -202,7 +202,7 @@ def final_report(
         with torch.no_grad():
             out = model(batch)
         figures.append(str(decomposition_figure(batch, out, out_dir / f"decomposition_{name}.png")))
-    curve = _loss_curve(out_dir)
+    curve = loss_curve(out_dir)
     if curve is not None:
         figures.append(str(curve))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
