@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     by_size = {r["size"]: r for r in rows}
     growth = None
     if 64 in by_size and 128 in by_size:
-        growth = by_size[128]["closed_form_p_s"] / by_size[64]["closed_form_p_s"]  # type: ignore[operator]
+        growth = {k: by_size[128][k] / by_size[64][k] for k in ("closed_form_p_s", "closed_form_p_d_s")}  # type: ignore[operator]
     meta = {
         "machine": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
@@ -173,6 +173,30 @@ def main(argv: list[str] | None = None) -> int:
     args.out.with_suffix(".md").write_text(render_markdown(result, backends))
     print(render_markdown(result, backends))
     return 0
+
+
+def targets(result: dict) -> list[str]:
+    """The issue's targets at 64 px, each with its measured value, for both read-outs."""
+    row = next((r for r in result["rows"] if r["size"] == 64 and r["batch"] == 768), None)
+    if row is None:
+        return []
+    lines = ["", "Targets (768 QPs at 64 x 64; loss on p only / on p and d):", "",
+             "| target | p only | p and d |", "|---|---|---|"]
+
+    def cell(value: float, ok: bool, unit: str = "x") -> str:
+        return f"{value:.3g}{unit} {'met' if ok else 'missed'}"
+
+    p, pd = row["closed_form_p_s"], row["closed_form_p_d_s"]
+    lines.append(f"| closed form <= 0.25 s | {cell(p, p <= 0.25, ' s')} | {cell(pd, pd <= 0.25, ' s')} |")
+    for backend, need in (("cholmod", 5), ("scipy", 50)):
+        if f"{backend}_s" in row:
+            a, b = row[f"{backend}_s"] / p, row[f"{backend}_s"] / pd
+            lines.append(f"| >= {need}x faster than {backend} | {cell(a, a >= need)} | {cell(b, b >= need)} |")
+    growth = result["growth_64_to_128"]
+    if growth is not None:
+        a, b = growth["closed_form_p_s"], growth["closed_form_p_d_s"]
+        lines.append(f"| growth 64 -> 128 px <= 5x | {cell(a, a <= 5)} | {cell(b, b <= 5)} |")
+    return lines
 
 
 def render_markdown(result: dict, backends: list[str]) -> str:
@@ -198,8 +222,7 @@ def render_markdown(result: dict, backends: list[str]) -> str:
             else:
                 cells += ["-"] * 4
         lines.append("| " + " | ".join(cells) + " |")
-    if result["growth_64_to_128"] is not None:
-        lines += ["", f"Closed-form cost growth from 64 to 128 px (p): {result['growth_64_to_128']:.2f}x."]
+    lines += targets(result)
     if result["references"]:
         lines += ["", "Outside references on small grids (float64, fwd+bwd):", "",
                   "| px | QPs | closed form s | dense KKT (numpy) s | qpth s |", "|---|---|---|---|---|"]
