@@ -67,18 +67,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _saved_dataset(path: Path) -> str | None:
-    """``data.dataset`` of the config stored in a checkpoint (None if there is none)."""
-    import torch
+    """``data.dataset`` of the config stored in a checkpoint."""
+    from cutslots.train.checkpoint import checkpoint_config
 
-    file = path / "checkpoint.pt" if path.is_dir() else path
-    if not file.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {file}")
-    try:
-        raw = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:  # random bytes, a foreign pickle, a torn file
-        raise ValueError(f"{file} is not a cutslots checkpoint (torch.load failed: {err})") from err
-    config = raw.get("config") if isinstance(raw, dict) else None
-    return config.get("data", {}).get("dataset") if isinstance(config, dict) else None
+    return checkpoint_config(path)[1].get("data", {}).get("dataset")
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:

@@ -13,6 +13,16 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
+def save_figure(fig: plt.Figure, path: str | Path) -> Path:
+    """Lay out, write as PNG (creating folders) and close ``fig``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def _hwc(x: torch.Tensor) -> np.ndarray:
     return x.detach().cpu().float().clamp(0, 1).permute(1, 2, 0).numpy()
 
@@ -39,12 +49,7 @@ def decomposition_figure(
             bottom[k + 2].imshow(masks[r, k].numpy(), cmap="gray", vmin=0, vmax=1)
             if r == 0:
                 top[k + 2].set_title(f"slot {k}", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def curve_figure(
@@ -60,9 +65,4 @@ def curve_figure(
         ax.set_yscale("log")
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

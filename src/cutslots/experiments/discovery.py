@@ -39,8 +39,8 @@ from cutslots.evaluation import evaluate
 from cutslots.figures import curve_figure, decomposition_figure
 from cutslots.models.autoencoder import SlotAutoencoder
 from cutslots.nn.cut_slots import build_cut_autoencoder, build_slot_attention_autoencoder
-from cutslots.train.checkpoint import load_checkpoint
-from cutslots.train.loop import CHECKPOINT_NAME, seed_everything, train
+from cutslots.train.checkpoint import checkpoint_config, load_checkpoint
+from cutslots.train.loop import seed_everything, train
 
 log = logging.getLogger(__name__)
 
@@ -256,22 +256,10 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Evaluate a training checkpoint on its config's evaluation sets (``overrides`` replace
     fields of its data section, e.g. ``{"root": ..., "eval_variants": ("outd", "camo")}``)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # random bytes, a foreign pickle, a torn file, ...
-        raise ValueError(f"{path} is not a cutslots checkpoint (torch.load failed: {err})") from err
-    if not isinstance(raw, dict) or not isinstance(raw.get("config"), dict):
-        raise ValueError(f"{path} holds no experiment config: it was not written by `cutslots train`")
-    config = config_from_dict(raw["config"], source=str(path))
+    path, saved = checkpoint_config(path)
     if overrides:
-        data_section = {**raw["config"].get("data", {}), **overrides}
-        data = config_from_dict({**raw["config"], "data": data_section}, str(path)).data
-        config = ExperimentConfig(config.name, config.model, data, config.train)
+        saved = {**saved, "data": {**saved.get("data", {}), **overrides}}
+    config = config_from_dict(saved, source=str(path))
     model = build_model(config.model, config.data.image_size)
     load_checkpoint(path, model)  # ValueError naming the parameters if the weights do not fit
     model.to(device)

@@ -47,11 +47,12 @@ from cutslots.config import (  # noqa: E402
     save_config,
 )
 from cutslots.data.moving import FramePairs, MovingScenes  # noqa: E402
-from cutslots.experiments.discovery import loss_curve, build_model  # noqa: E402
+from cutslots.experiments.discovery import build_model, loss_curve  # noqa: E402
+from cutslots.figures import save_figure  # noqa: E402
 from cutslots.metrics import summarize  # noqa: E402
 from cutslots.models.frame_pair import FramePairAutoencoder  # noqa: E402
 from cutslots.nn.matcher import SlotMatcher  # noqa: E402
-from cutslots.train.checkpoint import load_checkpoint  # noqa: E402
+from cutslots.train.checkpoint import checkpoint_config, load_checkpoint  # noqa: E402
 from cutslots.train.loop import CHECKPOINT_NAME, train  # noqa: E402
 from cutslots.video_eval import (  # noqa: E402
     TABLE2_COLUMNS,
@@ -304,15 +305,6 @@ def _slot_image(mask: Tensor, recon: Tensor) -> np.ndarray:
     return _hwc(mask[None] * recon + (1 - mask[None]))
 
 
-def _save(fig: plt.Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
 def clip_strip_figure(video: Tensor, out: Mapping[str, Tensor], path: str | Path, title: str = "") -> Path:
     """Paper Fig. 5 for one clip: frames, reconstructions, then one row per track with that
     track's slot reconstruction in every frame (tracks: Hungarian links of ``out["matchings"]``).
@@ -340,7 +332,7 @@ def clip_strip_figure(video: Tensor, out: Mapping[str, Tensor], path: str | Path
         axes[row, 0].set_ylabel(label, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 @torch.no_grad()
@@ -388,7 +380,7 @@ def far_pair_figure(pair: Tensor, out: Mapping[str, Tensor], frames: tuple[int, 
     for col, label in enumerate(["image", "recon"] + [f"slot {k}" for k in range(slots)]):
         axes[0, col].set_title(label, fontsize=8)
     fig.suptitle(f"frames {frames[0]} and {frames[1]}" + (f"\n({note})" if note else ""), fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------- runs
@@ -505,18 +497,7 @@ def evaluate_video_checkpoint(
     config's evaluation clips; ``overrides`` replace fields of its data section (e.g.
     ``{"root": ..., "num_eval": 50}``). Writes the report to ``out_dir`` (default: ``<run>/eval``).
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # random bytes, a foreign pickle, a torn file, ...
-        raise ValueError(f"{path} is not a cutslots checkpoint (torch.load failed: {err})") from err
-    if not isinstance(raw, dict) or not isinstance(raw.get("config"), dict) or "model" not in raw["config"]:
-        raise ValueError(f"{path} holds no experiment config: it was not written by `cutslots train`")
-    saved = raw["config"]
+    path, saved = checkpoint_config(path)
     if overrides:
         saved = {**saved, "data": {**saved.get("data", {}), **overrides}}
     config = config_from_dict(saved, source=str(path))

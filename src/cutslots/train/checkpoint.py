@@ -34,6 +34,9 @@ _FORMAT = "cutslots.checkpoint"
 _VERSION = 1
 
 
+CHECKPOINT_NAME = "checkpoint.pt"  # the file a run directory holds
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """What :func:`load_checkpoint` returns besides the states it loads in place."""
@@ -167,6 +170,27 @@ def save_checkpoint(
     path = Path(path)
     _atomic_torch_save(payload, path)
     return path
+
+
+def checkpoint_config(path: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
+    """The experiment config stored in a checkpoint (``checkpoint.pt`` or its run folder).
+
+    Returns the checkpoint's file path and the config as plain data. Raises FileNotFoundError
+    for a missing file and ValueError for a file that is not a checkpoint or holds no config.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # random bytes, a foreign pickle, a torn file, ...
+        raise ValueError(f"{path} is not a cutslots checkpoint (torch.load failed: {err})") from err
+    config = raw.get("config") if isinstance(raw, dict) else None
+    if not isinstance(config, dict) or "model" not in config:
+        raise ValueError(f"{path} holds no experiment config: it was not written by `cutslots train`")
+    return path, config
 
 
 def load_checkpoint(

@@ -26,8 +26,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from cutslots.config import ExperimentConfig, TrainConfig, to_dict
-from cutslots.train.checkpoint import (capture_rng_state, load_checkpoint, restore_rng_state,
-                                       save_checkpoint)
+from cutslots.train.checkpoint import (CHECKPOINT_NAME, capture_rng_state, load_checkpoint,
+                                       restore_rng_state, save_checkpoint)
 from cutslots.train.distributed import (DistContext, InfiniteSampler, all_gather_objects,
                                         all_reduce_mean, any_rank, barrier, context_from_env,
                                         resolve_device, setup_distributed, wrap_model)
@@ -36,7 +36,6 @@ from cutslots.train.logging import RunLogger, progress_bar
 __all__ = ["CHECKPOINT_NAME", "EvalFn", "TrainSummary", "lr_factor", "make_scheduler",
            "seed_everything", "train"]
 
-CHECKPOINT_NAME = "checkpoint.pt"
 
 # eval_fn(model, step) -> {metric name: value}; runs on rank 0 in eval mode under no_grad.
 EvalFn = Callable[[nn.Module, int], Mapping[str, float]]
