@@ -30,23 +30,34 @@ def _hwc(x: torch.Tensor) -> np.ndarray:
 def decomposition_figure(
     images: torch.Tensor, out: Mapping[str, torch.Tensor], path: str | Path, max_rows: int = 4
 ) -> Path:
-    """One row per image: original, reconstruction, then per slot its masked reconstruction
-    (``masks * slot_recons``) above its mask. ``images: (B,3,H,W)``, ``out`` from the model."""
+    """Per image (as the paper's Fig. 4): original and reconstruction, then per slot its
+    masked reconstruction (``masks * slot_recons``), its decoder mask and, when the model has
+    one, its grouping mask (the k-partition or the attention, ``out["grouping_masks"]``).
+    ``images: (B,3,H,W)``, ``out`` from the model."""
     masks, recons = out["masks"].detach().cpu(), out["slot_recons"].detach().cpu()
+    grouping = out.get("grouping_masks")
+    per_image = 2 if grouping is None else 3
     rows, slots = min(max_rows, images.shape[0]), masks.shape[1]
-    fig, axes = plt.subplots(2 * rows, slots + 2, figsize=(1.3 * (slots + 2), 2.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        per_image * rows, slots + 2, figsize=(1.3 * (slots + 2), 1.3 * per_image * rows), squeeze=False
+    )
     for ax in axes.flat:
         ax.axis("off")
     for r in range(rows):
-        top, bottom = axes[2 * r], axes[2 * r + 1]
+        top = axes[per_image * r]
         top[0].imshow(_hwc(images[r]))
         top[1].imshow(_hwc(out["recon"][r]))
+        axes[per_image * r + 1][1].text(0.5, 0.5, "decoder\nmasks", ha="center", va="center", fontsize=7)
+        if grouping is not None:
+            axes[per_image * r + 2][1].text(0.5, 0.5, "grouping\nmasks", ha="center", va="center", fontsize=7)
         if r == 0:
             top[0].set_title("image", fontsize=8)
             top[1].set_title("recon", fontsize=8)
         for k in range(slots):
             top[k + 2].imshow(_hwc(masks[r, k, None] * recons[r, k] + (1 - masks[r, k, None])))
-            bottom[k + 2].imshow(masks[r, k].numpy(), cmap="gray", vmin=0, vmax=1)
+            axes[per_image * r + 1][k + 2].imshow(masks[r, k].numpy(), cmap="gray", vmin=0, vmax=1)
+            if grouping is not None:
+                axes[per_image * r + 2][k + 2].imshow(grouping[r, k].detach().cpu().numpy(), cmap="gray", vmin=0, vmax=1)
             if r == 0:
                 top[k + 2].set_title(f"slot {k}", fontsize=8)
     return save_figure(fig, path)
