@@ -11,7 +11,8 @@ from torch import Tensor
 from cutslots.models.autoencoder import SlotAttentionGrouping, SlotAutoencoder
 from cutslots.models.decoder import SpatialBroadcastDecoder
 from cutslots.models.encoders import CNNEncoder, ResNetEncoder
-from cutslots.nn.cut_slots import CutSlotGrouping, build_cut_autoencoder, build_slot_attention_autoencoder
+from cutslots.models.builders import build_cut_autoencoder, build_slot_attention_autoencoder
+from cutslots.nn.cut_slots import CutSlotGrouping
 from cutslots.nn.partition import BackgroundKPartition, KPartition
 
 C, H, W = 4, 6, 5

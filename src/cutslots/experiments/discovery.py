@@ -38,7 +38,7 @@ from cutslots.data.synthetic import SyntheticScenes
 from cutslots.evaluation import evaluate
 from cutslots.figures import curve_figure, decomposition_figure
 from cutslots.models.autoencoder import SlotAutoencoder
-from cutslots.nn.cut_slots import build_cut_autoencoder, build_slot_attention_autoencoder
+from cutslots.models.builders import build_cut_autoencoder, build_slot_attention_autoencoder
 from cutslots.train.checkpoint import checkpoint_config, load_checkpoint
 from cutslots.train.loop import seed_everything, train
 

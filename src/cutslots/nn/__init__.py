@@ -1,1 +1,18 @@
-"""nn"""
+"""Network layers built on the QP core (no datasets, no training code)."""
+
+from cutslots.nn.cut_slots import CutSlotGrouping
+from cutslots.nn.matcher import SlotMatcher
+from cutslots.nn.partition import BackgroundKPartition, KPartition, PartitionOutput
+from cutslots.nn.position import LearnedPositionEmbedding, SoftPositionEmbed
+from cutslots.nn.slot_attention import SlotAttention
+
+__all__ = [
+    "BackgroundKPartition",
+    "CutSlotGrouping",
+    "KPartition",
+    "LearnedPositionEmbedding",
+    "PartitionOutput",
+    "SlotAttention",
+    "SlotMatcher",
+    "SoftPositionEmbed",
+]
