@@ -12,8 +12,8 @@ from typing import Literal
 from cutslots.models.autoencoder import SlotAttentionGrouping, SlotAutoencoder
 from cutslots.models.decoder import SpatialBroadcastDecoder
 from cutslots.models.encoders import CNNEncoder, ResNetEncoder
-from cutslots.nn.cut_slots import CutSlotGrouping, check_positive_int
-from cutslots.nn.partition import WeightActivation
+from cutslots.nn.cut_slots import CutSlotGrouping
+from cutslots.nn.partition import WeightActivation, check_positive_int
 from cutslots.qp.cut import Engine
 from cutslots.qp.grid_graph import CutForm
 

@@ -12,15 +12,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from cutslots.nn.partition import BackgroundKPartition, KPartition, WeightActivation
+from cutslots.nn.partition import BackgroundKPartition, KPartition, WeightActivation, check_positive_int
 from cutslots.nn.position import LearnedPositionEmbedding
 from cutslots.qp.cut import Engine
 from cutslots.qp.grid_graph import CutForm
-
-def check_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
 
 class CutSlotGrouping(nn.Module):
     """features (B, C, H, W) -> {"slots": (B, k, slot_dim), "masks": (B, k, H, W)}.

@@ -60,7 +60,7 @@ class PartitionOutput:
     weights: Tensor
 
 
-def _check_positive_int(name: str, value: int) -> None:
+def check_positive_int(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
@@ -122,9 +122,9 @@ class ParallelCuts(nn.Module):
         engine: Engine = "auto",
     ) -> None:
         super().__init__()
-        _check_positive_int("in_channels", in_channels)
-        _check_positive_int("num_cuts", num_cuts)
-        _check_positive_int("hidden", hidden)
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("num_cuts", num_cuts)
+        check_positive_int("hidden", hidden)
         if weight_activation not in WEIGHT_ACTIVATIONS:
             raise ValueError(
                 f"weight_activation must be one of {WEIGHT_ACTIVATIONS}, got {weight_activation!r}"
@@ -191,7 +191,7 @@ class KPartition(nn.Module):
         engine: Engine = "auto",
     ) -> None:
         super().__init__()
-        _check_positive_int("num_parts", num_parts)
+        check_positive_int("num_parts", num_parts)
         if not isinstance(feature_mlp, bool):
             raise TypeError(f"feature_mlp must be a bool, got {type(feature_mlp).__name__}")
         self.num_parts = num_parts
@@ -241,7 +241,7 @@ class BackgroundKPartition(nn.Module):
         engine: Engine = "auto",
     ) -> None:
         super().__init__()
-        _check_positive_int("num_parts", num_parts)
+        check_positive_int("num_parts", num_parts)
         if num_parts < 2:
             raise ValueError(
                 f"num_parts must be >= 2 (background + at least one object), got {num_parts}"
