@@ -160,7 +160,7 @@ def test_documented_relaxation_facts(photo_case):
 def test_end_to_end_tiny(tmp_path, capsys):
     out = tmp_path / "cf"
     args = ["--images", "camera", "chelsea", "--sizes", "8", "--gammas", "1", "--lambdas", "0", "2"]
-    assert main(args + ["--released-sizes", "8", "--out", str(out)]) == 0
+    assert main(args + ["--out", str(out)]) == 0
     report = json.loads((tmp_path / "cf.json").read_text())
     records = report["records"]
     assert len(records) == 2 * 2 * 2  # images x lambdas x forms

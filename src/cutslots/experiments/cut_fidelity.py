@@ -219,7 +219,6 @@ def run_cut_fidelity(
     gammas: Sequence[float] = (0.1, 1.0, 10.0),
     lambdas: Sequence[float] = (0.0, 1.0, 4.0, 16.0),
     forms: Sequence[CutForm] = ("paper", "released"),
-    released_sizes: Sequence[int] = (32,),
     bins: int = 8,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """All comparisons; returns the records and the figure's panels (every image at the size
@@ -239,8 +238,6 @@ def run_cut_fidelity(
                 cases.append((name, lam, w, beta, exact, cut_value(w, exact), flow, photo))
         batch = torch.from_numpy(np.stack([c[2] for c in cases]))
         for form in forms:
-            if form == "released" and size not in released_sizes:
-                continue
             for gamma in gammas:
                 sol = GridCutQP(size, size, gamma, form=form, cache_dir=False)(batch)
                 p, p_s, p_t = sol.p.numpy(), sol.p_s.numpy(), sol.p_t.numpy()
@@ -350,20 +347,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gammas", nargs="+", type=_positive(float), default=[0.1, 1.0, 10.0])
     p.add_argument("--lambdas", nargs="+", type=_non_negative_float, default=[0.0, 1.0, 4.0, 16.0])
     p.add_argument("--forms", nargs="+", choices=("paper", "released"), default=["paper", "released"])
-    p.add_argument(
-        "--released-sizes", nargs="*", type=_positive(int), default=[32],
-        help="sizes at which the released form is run (its sparse factorization takes minutes at 64 px)",
-    )
     p.add_argument("--bins", type=_positive(int), default=8, help="histogram bins per colour channel")
     p.add_argument("--out", type=Path, help="write <OUT>.json, <OUT>.md and <OUT>.png")
     args = p.parse_args(argv)
     if min(args.sizes) < 4:
         p.error(f"--sizes must be >= 4, got {args.sizes}")
-    if "paper" not in args.forms and not set(args.sizes) & set(args.released_sizes):
-        p.error("nothing to run: --forms released needs one of --sizes in --released-sizes")
     start = time.time()
     records, figure = run_cut_fidelity(
-        args.images, args.sizes, args.gammas, args.lambdas, args.forms, args.released_sizes, args.bins
+        args.images, args.sizes, args.gammas, args.lambdas, args.forms, args.bins
     )
     tables = format_tables(records, args.gammas[0])
     print(tables)
