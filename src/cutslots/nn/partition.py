@@ -6,8 +6,9 @@ channels: channels ``6 i .. 6 i + 5`` are the edge weights of cut ``i`` in the o
 activation (softplus by default, as the authors use) keeps them valid cut capacities. The n
 cut QPs are solved as one batch of ``B n`` by a single :class:`cutslots.qp.GridCutQP`.
 
-A pixel's vertex variable ``p`` is near ``p_s`` when the pixel is on the source side of its
-cut, so a high ``p`` means "belongs to this part". Normalising ``p`` with a softmax over the
+A pixel's vertex variable ``p`` is larger the more the pixel leans to the source side of its
+cut (the relaxation does not confine it between ``p_t`` and ``p_s``), so a high ``p`` means
+"belongs to this part". Normalising ``p`` with a softmax over the
 parts gives soft masks that sum to 1 at every pixel; the temperature sets how hard they are
 (``-> 0``: one-hot at the argmax of ``p``; large: uniform).
 
