@@ -1,6 +1,8 @@
-"""Independent reference solutions used by the tests."""
+"""Independent reference solutions and shared checks used by the tests."""
 
 import numpy as np
+import torch
+from sklearn.metrics import mean_squared_error
 
 
 def dense_kkt(A: np.ndarray, b: np.ndarray, c: np.ndarray, gamma: float) -> np.ndarray:
@@ -13,3 +15,25 @@ def dense_kkt(A: np.ndarray, b: np.ndarray, c: np.ndarray, gamma: float) -> np.n
     kkt = np.block([[gamma * np.eye(n), A.T], [A, np.zeros((m, m))]])
     rhs = np.concatenate([-np.atleast_2d(c).T, np.repeat(b[:, None], np.atleast_2d(c).shape[0], 1)])
     return np.linalg.solve(kkt, rhs)[:n].T
+
+
+def overfit_one_batch(model: torch.nn.Module, images: torch.Tensor, steps: int, lr: float = 3e-3) -> tuple[float, float, float]:
+    """Train ``model`` (forward -> dict, ``loss(images, out)``) on one batch with Adam.
+
+    Returns the initial and final losses and the oracle baseline: the MSE of the best
+    image-independent output, the per-pixel batch mean.
+    """
+    mean_baseline = mean_squared_error(
+        images.numpy().ravel(), images.mean(0, keepdim=True).expand_as(images).numpy().ravel()
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    with torch.no_grad():
+        initial = model.loss(images, model(images)).item()
+    for _ in range(steps):
+        loss = model.loss(images, model(images))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        final = model.loss(images, model(images)).item()
+    return initial, final, mean_baseline

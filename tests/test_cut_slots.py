@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import mean_squared_error
 from torch import Tensor
 
 from cutslots.models.autoencoder import SlotAttentionGrouping, SlotAutoencoder
@@ -14,6 +13,7 @@ from cutslots.models.encoders import CNNEncoder, ResNetEncoder
 from cutslots.models.builders import build_cut_autoencoder, build_slot_attention_autoencoder
 from cutslots.nn.cut_slots import CutSlotGrouping
 from cutslots.nn.partition import BackgroundKPartition, KPartition
+from oracles import overfit_one_batch
 
 C, H, W = 4, 6, 5
 
@@ -118,21 +118,7 @@ def test_default_builds_use_the_paper_grid() -> None:
 def test_cut_autoencoder_overfits_one_batch() -> None:
     torch.manual_seed(0)
     model = build_cut_autoencoder(32, num_slots=3, partition_hidden=16, **{**TINY, "slot_dim": 16})
-    images = _scenes()
-    # Oracle baseline: the best image-independent output is the per-pixel batch mean.
-    mean_baseline = mean_squared_error(
-        images.numpy().ravel(), images.mean(0, keepdim=True).expand_as(images).numpy().ravel()
-    )
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    with torch.no_grad():
-        initial = model.loss(images, model(images)).item()
-    for _ in range(150):
-        loss = model.loss(images, model(images))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    with torch.no_grad():
-        final = model.loss(images, model(images)).item()
+    initial, final, mean_baseline = overfit_one_batch(model, _scenes(), 150)
     assert final < 0.5 * initial
     assert final < mean_baseline
 

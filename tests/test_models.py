@@ -15,6 +15,7 @@ from cutslots.models.autoencoder import SlotAttentionGrouping, SlotAutoencoder
 from cutslots.models.decoder import SpatialBroadcastDecoder
 from cutslots.models.encoders import CNNEncoder, ResNetEncoder
 from cutslots.nn.position import LearnedPositionEmbedding, SoftPositionEmbed, build_grid
+from oracles import overfit_one_batch
 
 
 @pytest.fixture(autouse=True)
@@ -232,21 +233,7 @@ def test_overfits_one_batch(encoder: str) -> None:
     torch.manual_seed(0)
     enc = CNNEncoder(16, 16) if encoder == "cnn" else ResNetEncoder(16, 2, 16)
     model = _baseline(enc)
-    images = _scenes()
-    # Oracle baseline: the best image-independent output is the per-pixel batch mean.
-    mean_baseline = mean_squared_error(
-        images.numpy().ravel(), images.mean(0, keepdim=True).expand_as(images).numpy().ravel()
-    )
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    with torch.no_grad():
-        initial = model.loss(images, model(images)).item()
-    for _ in range(200):
-        loss = model.loss(images, model(images))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    with torch.no_grad():
-        final = model.loss(images, model(images)).item()
+    initial, final, mean_baseline = overfit_one_batch(model, _scenes(), 200)
     assert final < 0.5 * initial
     assert final < mean_baseline
 
