@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
 DEMO_OUT = "runs/demo"
@@ -30,7 +31,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from cutslots.config import config_from_dict
     from cutslots.experiments.discovery import format_table, run_experiment
 
-    out = Path(args.out)
+    if args.resume and not args.out:
+        raise ValueError("--resume: name the run to continue with --out DIR")
+    out = Path(args.out or f"{DEMO_OUT}-{time.strftime('%Y%m%d-%H%M%S')}")
     if (out / "checkpoint.pt").exists() and not args.resume:
         raise ValueError(f"--out: {out} already holds a demo run; pass --resume to continue it or --out DIR for a new one")
     config = config_from_dict(demo_config(str(out), args.steps), source="demo")
@@ -120,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="train and evaluate the cut model on synthetic scenes (CPU, ~10 min)")
-    p.add_argument("--out", default=DEMO_OUT)
+    p.add_argument("--out", help=f"run folder (default: a new {DEMO_OUT}-<date>-<time>, so reruns never clash)")
     p.add_argument("--steps", type=int, default=800)
     p.add_argument("--resume", action="store_true")
     p.set_defaults(run=_cmd_demo)
