@@ -9,7 +9,7 @@ over C x H x W on [0, 1] images.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -41,6 +41,36 @@ def batch_metrics(images: torch.Tensor, true_masks: torch.Tensor, out: Mapping[s
 
 
 @torch.no_grad()
+def score_batches(
+    model: torch.nn.Module,
+    batches: Iterable[Mapping[str, torch.Tensor]],
+    score: Callable[[Mapping[str, torch.Tensor]], dict[str, np.ndarray]],
+    limit: int | None = None,
+    empty_error: str = "the dataset yielded no items",
+) -> tuple[dict[str, np.ndarray], int]:
+    """Run ``score(batch)`` (per-item metric arrays) over ``batches`` in eval mode, stopping
+    after ``limit`` items (batches are cut to fit); returns the concatenated metrics and the
+    item count. The model's train/eval mode is restored; no items raises ``empty_error``."""
+    was_training = model.training
+    model.eval()
+    collected: dict[str, list[np.ndarray]] = {}
+    seen = 0
+    try:
+        for batch in batches:
+            if limit is not None:
+                batch = {k: v[: limit - seen] for k, v in batch.items()}
+            for key, values in score(batch).items():
+                collected.setdefault(key, []).append(values)
+            seen += len(next(iter(batch.values())))
+            if limit is not None and seen >= limit:
+                break
+    finally:
+        model.train(was_training)
+    if seen == 0:
+        raise ValueError(empty_error)
+    return {k: np.concatenate(v) for k, v in collected.items()}, seen
+
+
 def evaluate(
     model: torch.nn.Module,
     dataset: Dataset | Iterable[dict[str, Any]],
@@ -54,25 +84,11 @@ def evaluate(
     ``dataset`` yields dicts with ``"image" (3,H,W)`` in [0, 1] and ``"mask" (H,W)`` labels.
     Returns ``{"summary": {metric: {mean, std, n, n_nan}}, "per_image": {metric: array}}``.
     """
-    was_training = model.training
-    model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)  # type: ignore[arg-type]
-    per_image: dict[str, list[np.ndarray]] = {k: [] for k in METRICS}
-    seen = 0
-    try:
-        for batch in loader:
-            images = batch["image"].to(device)
-            if max_images is not None:
-                images = images[: max_images - seen]
-            out = model(images)
-            for key, values in batch_metrics(images, batch["mask"][: images.shape[0]], out).items():
-                per_image[key].append(values)
-            seen += images.shape[0]
-            if max_images is not None and seen >= max_images:
-                break
-    finally:
-        model.train(was_training)
-    if seen == 0:
-        raise ValueError("evaluate: the dataset yielded no images")
-    merged = {k: np.concatenate(v) for k, v in per_image.items()}
+
+    def score(batch: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        images = batch["image"].to(device)
+        return batch_metrics(images, batch["mask"], model(images))
+
+    merged, seen = score_batches(model, loader, score, max_images, "evaluate: the dataset yielded no images")
     return {"summary": summarize(merged), "per_image": merged, "num_images": seen}

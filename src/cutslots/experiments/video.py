@@ -48,6 +48,7 @@ from cutslots.config import (  # noqa: E402
 )
 from cutslots.data.moving import FramePairs, MovingScenes  # noqa: E402
 from cutslots.experiments.discovery import build_model, loss_curve  # noqa: E402
+from cutslots.evaluation import score_batches  # noqa: E402
 from cutslots.figures import save_figure  # noqa: E402
 from cutslots.metrics import summarize  # noqa: E402
 from cutslots.models.frame_pair import FramePairAutoencoder  # noqa: E402
@@ -244,30 +245,16 @@ def evaluate_video(
     """
     if max_clips is not None and (isinstance(max_clips, bool) or not isinstance(max_clips, int) or max_clips < 1):
         raise ValueError(f"max_clips must be None or a positive int, got {max_clips!r}")
-    keys = [key for key, _ in TABLE2_COLUMNS]
-    per_clip: dict[str, list[np.ndarray]] = {key: [] for key in keys}
-    seen = 0
-    was_training = model.training
-    model.eval()
-    try:
-        for batch in _clip_batches(clips, batch_size):
-            video, mask = batch["video"], batch["mask"]
-            if max_clips is not None:
-                video, mask = video[: max_clips - seen], mask[: max_clips - seen]
-            if frames is not None:
-                video, mask = _pick_frames(video, mask, frames)
-            out = clip_outputs(model, video.to(device))
-            scores = evaluate_tracks(mask, out["masks"].cpu(), out["matchings"].cpu(), "hungarian")
-            for key in keys:
-                per_clip[key].append(scores[key])
-            seen += video.shape[0]
-            if max_clips is not None and seen >= max_clips:
-                break
-    finally:
-        model.train(was_training)
-    if seen == 0:
-        raise ValueError("clips: the dataset yielded no clips")
-    merged = {key: np.concatenate(values) for key, values in per_clip.items()}
+
+    def score(batch: Mapping[str, Tensor]) -> dict[str, np.ndarray]:
+        video, mask = batch["video"], batch["mask"]
+        if frames is not None:
+            video, mask = _pick_frames(video, mask, frames)
+        out = clip_outputs(model, video.to(device))
+        scores = evaluate_tracks(mask, out["masks"].cpu(), out["matchings"].cpu(), "hungarian")
+        return {key: scores[key] for key, _ in TABLE2_COLUMNS}
+
+    merged, seen = score_batches(model, _clip_batches(clips, batch_size), score, max_clips, "clips: the dataset yielded no clips")
     return {"per_clip": merged, "summary": summarize(merged), "num_clips": seen}
 
 
