@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from cutslots.qp import GridCutQP, build_grid_cut_graph
+from cutslots.qp import cut_closed_form
 from cutslots.qp.grid_graph import edge_exists
 from oracles import dense_kkt
 
@@ -78,6 +79,97 @@ def test_closed_form_gradients_equal_generic(h, w):
     # Weights of edges that leave the grid get no gradient.
     absent = ~torch.from_numpy(edge_exists(h, w))
     assert grads[0][:, absent].abs().max().item() == 0.0
+
+
+OUTPUTS = ("p", "p_s", "p_t", "d")
+
+
+@pytest.mark.parametrize("read", [("p",), ("d",), ("p_s",), ("p_t", "d"), OUTPUTS])
+def test_closed_form_gradient_of_any_outputs_equals_generic(read):
+    """The closed form's backward handles every subset of read outputs (unread ones send no
+    gradient; d's gradient is applied inside the vertex solve's backward)."""
+    weights = torch.randn(3, 6, 5, 7, dtype=torch.float64)
+    upstream = {k: torch.randn_like(v) for k, v in zip(OUTPUTS, solve(weights))}
+    grads = []
+    for engine in ("closed_form", "sparse"):
+        wt = weights.clone().requires_grad_(True)
+        outs = dict(zip(OUTPUTS, solve(wt, engine=engine, backend="scipy")))
+        sum((outs[k] * upstream[k]).sum() for k in read).backward()
+        grads.append(wt.grad)
+    assert (grads[0] - grads[1]).abs().max().item() <= 1e-9
+
+
+def test_closed_form_gradient_of_a_plain_sum():
+    # p.sum() sends an expanded (stride-0) gradient.
+    weights = torch.randn(2, 6, 4, 6, dtype=torch.float64)
+    grads = []
+    for engine in ("closed_form", "sparse"):
+        wt = weights.clone().requires_grad_(True)
+        p, _, _, d = solve(wt, engine=engine, backend="scipy")
+        (p.sum() + d.sum()).backward()
+        grads.append(wt.grad)
+    assert (grads[0] - grads[1]).abs().max().item() <= 1e-9
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 8, 9, 16])
+@pytest.mark.parametrize("fold", [False, True])
+def test_axis_dct_matches_the_dct_matrix(monkeypatch, n, fold):
+    monkeypatch.setattr(cut_closed_form, "_FOLD_MIN", 2 if fold else 10**6)
+    dct = cut_closed_form._AxisDCT(n, torch.float64, torch.device("cpu"))
+    assert dct.folded == (fold and n % 2 == 0)
+    D = cut_closed_form.dct_matrix(n)
+    x = torch.randn(3, 4, n, dtype=torch.float64)
+    scratch = cut_closed_form._Scratch(x)
+    coef = dct.analysis(x, -1, scratch)  # (P, 3, 4, m), frequencies split by parity
+    dense = x @ D.T
+    for k, freqs in enumerate(dct.frequencies):
+        torch.testing.assert_close(coef[k], dense[..., freqs], rtol=0, atol=1e-12)
+    torch.testing.assert_close(dct.synthesis(coef, -1, torch.empty_like(x), scratch), x, rtol=0, atol=1e-12)
+    xt = x.transpose(-1, -2).contiguous()  # the same along the rows
+    coef = dct.analysis(xt, -2, scratch)
+    for k, freqs in enumerate(dct.frequencies):
+        torch.testing.assert_close(coef[k], dense.transpose(-1, -2)[..., freqs, :], rtol=0, atol=1e-12)
+    torch.testing.assert_close(dct.synthesis(coef, -2, torch.empty_like(xt), scratch), xt, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("h,w", [(4, 6), (6, 5), (1, 8), (10, 10)])
+def test_folded_closed_form_equals_generic_solver(monkeypatch, h, w):
+    monkeypatch.setattr(cut_closed_form, "_FOLD_MIN", 2)
+    cut_closed_form._spectral.cache_clear()
+    weights = torch.randn(3, 6, h, w, dtype=torch.float64)
+    upstream = [torch.randn_like(x) for x in solve(weights, engine="sparse", backend="scipy")]
+    results = []
+    for engine in ("closed_form", "sparse"):
+        wt = weights.clone().requires_grad_(True)
+        outs = solve(wt, engine=engine, backend="scipy")
+        sum((o * u).sum() for o, u in zip(outs, upstream)).backward()
+        results.append([o.detach() for o in outs] + [wt.grad])
+    cut_closed_form._spectral.cache_clear()
+    for a, b in zip(*results):
+        assert (a - b).abs().max().item() <= 1e-9
+
+
+def test_closed_form_batch_chunks(monkeypatch):
+    """Chunked processing (with a short last chunk) equals one chunk."""
+    weights = torch.randn(5, 6, 4, 3, dtype=torch.float64, requires_grad=True)
+    upstream = [torch.randn_like(x) for x in solve(weights.detach())]
+    results = []
+    for elements in (10**6, 2 * 4 * 3):  # one chunk; chunks of 2, 2, 1
+        monkeypatch.setattr(cut_closed_form, "_CHUNK_ELEMENTS", elements)
+        outs = solve(weights)
+        (grad,) = torch.autograd.grad(sum((o * u).sum() for o, u in zip(outs, upstream)), weights)
+        results.append([o.detach() for o in outs] + [grad])
+    assert len(cut_closed_form._chunks(5, 4, 3)) == 3
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_closed_form_empty_batch():
+    weights = torch.zeros(0, 6, 3, 4, requires_grad=True)
+    p, p_s, _, d = solve(weights)
+    assert p.shape == (0, 3, 4) and p_s.shape == (0,) and d.shape == (0, 6, 3, 4)
+    (p.sum() + d.sum()).backward()
+    assert weights.grad.shape == (0, 6, 3, 4)
 
 
 def test_closed_form_gradcheck():

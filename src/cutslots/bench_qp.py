@@ -3,8 +3,12 @@
 Times forward + backward of a batch of cut QPs (default 768 = 64 images x 12 partitions) on
 H x H grids for:
 
-- the exact closed form (``engine="closed_form"``), loss on ``p`` only (how ``KPartition``
-  uses it) and on ``p`` and the edge variables ``d``;
+- the exact closed form (``engine="closed_form"``), output gradient on ``p`` only (how
+  ``KPartition`` uses it) and on ``p`` and the edge variables ``d``. Each size runs in a fresh
+  process, once with glibc's default malloc and once with freed memory kept in the heap
+  (``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``): with the defaults every page of the
+  layer's large fresh outputs is faulted in and zeroed by the kernel, which is a large and
+  machine-dependent share of the time;
 - the paper's method, the generic sparse KKT layer (``engine="sparse"``) with SuperLU and,
   when scikit-sparse is installed, CHOLMOD; timed on ``--sparse-batch`` QPs and extrapolated
   linearly to the full batch (the solve is a multi-right-hand-side triangular solve, linear in
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import statistics
@@ -35,10 +40,19 @@ from cutslots.qp import GridCutQP, build_grid_cut_graph, cholmod_available
 from cutslots.qp.factor import SuperLUFactor, WoodburyFactor
 
 RESULTS = Path("benchmarks") / "results"  # relative to the working directory (the repo root)
+# Process environments for the closed-form timings: glibc defaults, or freed memory kept.
+ALLOCATORS: dict[str, dict[str, str]] = {
+    "default": {},
+    "kept": {"MALLOC_MMAP_THRESHOLD_": str(1 << 32), "MALLOC_TRIM_THRESHOLD_": str(1 << 36)},
+}
+_ALLOCATOR_VARS = ("MALLOC_", "THP_MEM_ALLOC_ENABLE")
 
 
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up: allocations, caches
+def median_time(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
+    """Median over ``repeats`` calls after ``warmup`` untimed ones (until the heap has grown to
+    its steady size, caches are filled and lazily built state exists)."""
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -48,18 +62,62 @@ def median_time(fn: Callable[[], object], repeats: int) -> float:
 
 
 def fwd_bwd(qp: GridCutQP, weights: torch.Tensor, with_d: bool) -> Callable[[], None]:
-    grad_p = torch.randn(weights.shape[0], weights.shape[2], weights.shape[3], dtype=weights.dtype)
-    grad_d = torch.randn_like(weights)
+    """One forward and backward of the layer, given fixed output gradients (no loss to compute:
+    the timing is the layer's alone)."""
+    B, _, H, W = weights.shape
+    grads = [torch.randn(B, H, W, dtype=weights.dtype, device=weights.device)]
+    if with_d:
+        grads.append(torch.randn_like(weights))
 
     def run() -> None:
         w = weights.detach().requires_grad_(True)
         sol = qp(w)
-        loss = (sol.p * grad_p).sum()
-        if with_d:
-            loss = loss + (sol.d * grad_d).sum()
-        loss.backward()
+        torch.autograd.backward([sol.p, sol.d] if with_d else [sol.p], grads)
 
     return run
+
+
+def first_touch(weights: torch.Tensor, with_d: bool) -> Callable[[], None]:
+    """Allocate and write once fresh tensors the size of the layer's unavoidable new memory:
+    ``p`` and the weight gradient (and ``d``). A floor for any implementation on this allocator."""
+    B, _, H, W = weights.shape
+
+    def run() -> None:
+        weights.new_empty(B, H, W).fill_(1.0)
+        weights.new_empty(B, 6, H, W).fill_(1.0)
+        if with_d:
+            weights.new_empty(B, 6, H, W).fill_(1.0)
+
+    return run
+
+
+def closed_form_timings(size: int, batch: int, repeats: int, device: str) -> dict[str, float]:
+    """Closed-form timings at one grid size (run by :func:`in_fresh_process`)."""
+    torch.manual_seed(size)
+    w = torch.randn(batch, 6, size, size, device=device)
+    closed = GridCutQP(size, size, gamma=1.0, engine="closed_form")
+    return {
+        "p_s": median_time(fwd_bwd(closed, w, with_d=False), repeats),
+        "p_d_s": median_time(fwd_bwd(closed, w, with_d=True), repeats),
+        "first_touch_p_s": median_time(first_touch(w, with_d=False), repeats),
+        "first_touch_p_d_s": median_time(first_touch(w, with_d=True), repeats),
+    }
+
+
+def in_fresh_process(allocator: str, fn: Callable[..., dict[str, float]], *args: object) -> dict[str, float]:
+    """``fn(*args)`` in a new interpreter with the allocator settings of ``ALLOCATORS[allocator]``
+    (malloc reads them at start-up); a fresh heap also keeps one measurement's allocation
+    history from shaping the next."""
+    saved = dict(os.environ)
+    for key in [k for k in os.environ if k.startswith(_ALLOCATOR_VARS)]:
+        del os.environ[key]
+    os.environ.update(ALLOCATORS[allocator])
+    try:
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            return pool.apply(fn, args)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def factor_nnz(qp: GridCutQP) -> int:
@@ -77,7 +135,7 @@ def dense_kkt_time(size: int, batch: int, repeats: int) -> float:
     kkt = np.block([[np.eye(n), A.T], [A, np.zeros((m, m))]])
     rhs = np.random.default_rng(0).normal(size=(n + m, batch))
     # Forward and backward are one KKT solve each (same matrix, new right-hand sides).
-    return median_time(lambda: (np.linalg.solve(kkt, rhs), np.linalg.solve(kkt, rhs)), repeats)
+    return median_time(lambda: (np.linalg.solve(kkt, rhs), np.linalg.solve(kkt, rhs)), repeats, warmup=1)
 
 
 def qpth_time(size: int, batch: int, repeats: int) -> float | None:
@@ -99,7 +157,7 @@ def qpth_time(size: int, batch: int, repeats: int) -> float | None:
         z = QPFunction(verbose=-1, solver=QPSolvers.PDIPM_BATCHED)(Q, cc, G, h, A, b)
         z.sum().backward()
 
-    return median_time(run, repeats)
+    return median_time(run, repeats, warmup=0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,39 +167,60 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sparse-batch", type=int, default=64, help="QPs actually timed on the sparse path")
     parser.add_argument("--reference-sizes", type=int, nargs="*", default=[8, 16])
     parser.add_argument("--reference-batch", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--rounds", type=int, default=3, help="fresh-process rounds of the closed-form timings")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--skip-kept-malloc", action="store_true",
+                        help="time the closed form with glibc's default malloc only (see ALLOCATORS)")
     parser.add_argument("--out", type=Path, default=RESULTS / "qp")
     args = parser.parse_args(argv)
+    args.allocators = ["default"] if args.skip_kept_malloc else list(ALLOCATORS)
     torch.manual_seed(0)
     device = torch.device(args.device)
     backends = ["scipy"] + (["cholmod"] if cholmod_available() else [])
     rows: list[dict[str, object]] = []
 
+    # Rounds interleave the sizes, so a slow drift of the machine's speed hits all of them alike;
+    # each cell is the median over rounds, and the growth is taken round by round.
+    rounds: list[dict[int, dict[str, float]]] = []
+    for r in range(args.rounds):
+        per_size: dict[int, dict[str, float]] = {}
+        for size in args.sizes:
+            cells: dict[str, float] = {}
+            for allocator in args.allocators:
+                t = in_fresh_process(allocator, closed_form_timings, size, args.batch, args.repeats, args.device)
+                prefix = "closed_form" if allocator == "default" else allocator
+                cells[f"{prefix}_p_s"], cells[f"{prefix}_p_d_s"] = t["p_s"], t["p_d_s"]
+                if allocator == "default":
+                    cells["first_touch_p_s"], cells["first_touch_p_d_s"] = t["first_touch_p_s"], t["first_touch_p_d_s"]
+                print(f"round {r + 1}, {size}px closed form, {allocator} malloc: "
+                      f"{t['p_s']:.3f} s (p), {t['p_d_s']:.3f} s (p+d)", flush=True)
+            per_size[size] = cells
+        rounds.append(per_size)
     for size in args.sizes:
         row: dict[str, object] = {"size": size, "batch": args.batch}
-        w = torch.randn(args.batch, 6, size, size, device=device)
-        closed = GridCutQP(size, size, gamma=1.0, engine="closed_form")
-        row["closed_form_p_s"] = median_time(fwd_bwd(closed, w, with_d=False), args.repeats)
-        row["closed_form_p_d_s"] = median_time(fwd_bwd(closed, w, with_d=True), args.repeats)
-        print(f"{size}px closed form: {row['closed_form_p_s']:.3f} s (p), {row['closed_form_p_d_s']:.3f} s (p+d)", flush=True)
-        if device.type == "cpu":
-            ws = w[: args.sparse_batch].double()
-            for backend in backends:
-                start = time.perf_counter()
-                sparse = GridCutQP(size, size, gamma=1.0, engine="sparse", backend=backend, cache_dir=False)
-                row[f"{backend}_factor_s"] = time.perf_counter() - start
-                row[f"{backend}_factor_nnz"] = factor_nnz(sparse)
-                t = median_time(fwd_bwd(sparse, ws, with_d=True), max(1, args.repeats // 2))
-                row[f"{backend}_s"] = t * args.batch / args.sparse_batch
-                row[f"{backend}_ratio"] = row[f"{backend}_s"] / row["closed_form_p_d_s"]  # type: ignore[operator]
-                print(
-                    f"{size}px {backend}: factor {row[f'{backend}_factor_s']:.2f} s, "
-                    f"{row[f'{backend}_factor_nnz']:,} nnz, fwd+bwd {row[f'{backend}_s']:.2f} s "
-                    f"(extrapolated from {args.sparse_batch}), {row[f'{backend}_ratio']:.0f}x the closed form",
-                    flush=True,
-                )
+        for key in rounds[0][size]:
+            values = [rd[size][key] for rd in rounds]
+            row[key], row[f"{key}_range"] = statistics.median(values), [min(values), max(values)]
         rows.append(row)
+
+    for row in rows if device.type == "cpu" else []:
+        size = int(row["size"])  # type: ignore[call-overload]
+        ws = torch.randn(args.sparse_batch, 6, size, size, dtype=torch.float64)
+        for backend in backends:
+            start = time.perf_counter()
+            sparse = GridCutQP(size, size, gamma=1.0, engine="sparse", backend=backend, cache_dir=False)
+            row[f"{backend}_factor_s"] = time.perf_counter() - start
+            row[f"{backend}_factor_nnz"] = factor_nnz(sparse)
+            t = median_time(fwd_bwd(sparse, ws, with_d=True), args.repeats)
+            row[f"{backend}_s"] = t * args.batch / args.sparse_batch
+            row[f"{backend}_ratio"] = row[f"{backend}_s"] / row["closed_form_p_d_s"]  # type: ignore[operator]
+            print(
+                f"{size}px {backend}: factor {row[f'{backend}_factor_s']:.2f} s, "
+                f"{row[f'{backend}_factor_nnz']:,} nnz, fwd+bwd {row[f'{backend}_s']:.2f} s "
+                f"(extrapolated from {args.sparse_batch}), {row[f'{backend}_ratio']:.0f}x the closed form",
+                flush=True,
+            )
 
     refs: list[dict[str, object]] = []
     if device.type == "cpu":
@@ -157,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     by_size = {r["size"]: r for r in rows}
     growth = None
     if 64 in by_size and 128 in by_size:
-        growth = {k: by_size[128][k] / by_size[64][k] for k in ("closed_form_p_s", "closed_form_p_d_s")}  # type: ignore[operator]
+        growth = {
+            k: statistics.median(rd[128][k] / rd[64][k] for rd in rounds) for k in rounds[0][64] if k in _CLOSED_KEYS
+        }
     meta = {
         "machine": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
@@ -166,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         "python": sys.version.split()[0],
         "device": str(device),
         "date": time.strftime("%Y-%m-%d"),
+        "allocators": {a: ALLOCATORS[a] for a in args.allocators},
+        "rounds": args.rounds,
+        "sparse_allocator_env": {k: v for k, v in os.environ.items() if k.startswith(_ALLOCATOR_VARS)},
     }
     result = {"meta": meta, "rows": rows, "references": refs, "growth_64_to_128": growth}
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -175,53 +259,92 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# Closed-form timing keys of a row: (allocator label, read-out label, key).
+_CLOSED = [
+    ("default malloc", "p", "closed_form_p_s"),
+    ("default malloc", "p+d", "closed_form_p_d_s"),
+    ("memory kept", "p", "kept_p_s"),
+    ("memory kept", "p+d", "kept_p_d_s"),
+]
+_CLOSED_KEYS = {key for _, _, key in _CLOSED}
+
+
 def targets(result: dict) -> list[str]:
-    """The issue's targets at 64 px, each with its measured value, for both read-outs."""
+    """The issue's targets at 64 px, each with its measured value, per allocator and read-out."""
     row = next((r for r in result["rows"] if r["size"] == 64 and r["batch"] == 768), None)
     if row is None:
         return []
-    lines = ["", "Targets (768 QPs at 64 x 64; loss on p only / on p and d):", "",
-             "| target | p only | p and d |", "|---|---|---|"]
+    cols = [(a, o, k) for a, o, k in _CLOSED if k in row]
+    lines = ["", "Targets (768 QPs at 64 x 64):", "",
+             "| target | " + " | ".join(f"{o}, {a}" for a, o, _ in cols) + " |", "|---|" + "---|" * len(cols)]
 
     def cell(value: float, ok: bool, unit: str = "x") -> str:
         return f"{value:.3g}{unit} {'met' if ok else 'missed'}"
 
-    p, pd = row["closed_form_p_s"], row["closed_form_p_d_s"]
-    lines.append(f"| closed form <= 0.25 s | {cell(p, p <= 0.25, ' s')} | {cell(pd, pd <= 0.25, ' s')} |")
+    lines.append("| closed form <= 0.25 s | " + " | ".join(cell(row[k], row[k] <= 0.25, " s") for *_, k in cols) + " |")
     for backend, need in (("cholmod", 5), ("scipy", 50)):
         if f"{backend}_s" in row:
-            a, b = row[f"{backend}_s"] / p, row[f"{backend}_s"] / pd
-            lines.append(f"| >= {need}x faster than {backend} | {cell(a, a >= need)} | {cell(b, b >= need)} |")
+            ratios = [row[f"{backend}_s"] / row[k] for *_, k in cols]
+            lines.append(f"| >= {need}x faster than {backend} | " + " | ".join(cell(x, x >= need) for x in ratios) + " |")
     growth = result["growth_64_to_128"]
     if growth is not None:
-        a, b = growth["closed_form_p_s"], growth["closed_form_p_d_s"]
-        lines.append(f"| growth 64 -> 128 px <= 5x | {cell(a, a <= 5)} | {cell(b, b <= 5)} |")
+        lines.append("| growth 64 -> 128 px <= 5x | " + " | ".join(cell(growth[k], growth[k] <= 5) for *_, k in cols) + " |")
     return lines
+
+
+def _with_range(row: dict, key: str) -> str:
+    if key not in row:
+        return "-"
+    low, high = row.get(f"{key}_range", (row[key], row[key]))
+    return f"{row[key]:.3f} ({low:.3f}-{high:.3f})"
 
 
 def render_markdown(result: dict, backends: list[str]) -> str:
     meta = result["meta"]
+    kept = ", ".join(f"{k}={v}" for k, v in ALLOCATORS["kept"].items())
     lines = [
         "# Grid cut QP: forward + backward time",
         "",
         f"{meta['date']}, {meta['device']}, {meta['cpu_count']} cores, {meta['torch_threads']} torch threads, "
-        f"torch {meta['torch']}. Median of repeated runs. Closed form in float32; sparse path in float64 "
-        "(the solver computes in float64 whatever the input), timed on a smaller batch and extrapolated "
-        "linearly to the full batch.",
+        f"torch {meta['torch']}. Each time is one forward and one backward of the layer for fixed output "
+        "gradients on p (\"p\") or on p and the edge variables d (\"p+d\"), median of repeated runs. "
+        f"Closed form in float32, each size in a fresh process, {meta['rounds']} rounds over the sizes (median "
+        "over rounds, range in brackets; the growth is the median of the rounds' ratios), with glibc's default "
+        + (f"malloc and with freed memory kept in the heap ({kept})" if "kept" in meta["allocators"] else "malloc")
+        + ". Sparse path in float64 (the solver computes in float64 whatever "
+        "the input), timed on a smaller batch and extrapolated linearly to the full batch; its ratios are "
+        "against the closed form's p+d time with the default malloc.",
         "",
     ]
-    head = ["px", "QPs", "closed form (p) s", "closed form (p+d) s"]
+    cols = [(a, o, k) for a, o, k in _CLOSED if any(k in r for r in result["rows"])]
+    head = ["px", "QPs"] + [f"closed form {o} s ({a})" for a, o, _ in cols]
     for b in backends:
         head += [f"{b} factor s", f"{b} factor nnz", f"{b} fwd+bwd s", f"{b} / closed(p+d)"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in result["rows"]:
-        cells = [str(r["size"]), str(r["batch"]), f"{r['closed_form_p_s']:.3f}", f"{r['closed_form_p_d_s']:.3f}"]
+        cells = [str(r["size"]), str(r["batch"])] + [_with_range(r, k) for *_, k in cols]
         for b in backends:
             if f"{b}_s" in r:
                 cells += [f"{r[f'{b}_factor_s']:.2f}", f"{r[f'{b}_factor_nnz']:,}", f"{r[f'{b}_s']:.2f}", f"{r[f'{b}_ratio']:.0f}x"]
             else:
                 cells += ["-"] * 4
         lines.append("| " + " | ".join(cells) + " |")
+    if all("first_touch_p_s" in r for r in result["rows"]):
+        lines += [
+            "",
+            "Share of the closed form's time (default malloc) spent creating its outputs: allocating and "
+            "first writing tensors the size of p, d and the weight gradient, whose pages the kernel faults "
+            "in and zeroes:",
+            "",
+            "| px | p: closed form s | p: output creation s | p+d: closed form s | p+d: output creation s |",
+            "|---|---|---|---|---|",
+        ]
+        for r in result["rows"]:
+            lines.append(
+                f"| {r['size']} | {r['closed_form_p_s']:.3f} | {r['first_touch_p_s']:.3f} "
+                f"({100 * r['first_touch_p_s'] / r['closed_form_p_s']:.0f} %) | {r['closed_form_p_d_s']:.3f} | "
+                f"{r['first_touch_p_d_s']:.3f} ({100 * r['first_touch_p_d_s'] / r['closed_form_p_d_s']:.0f} %) |"
+            )
     lines += targets(result)
     if result["references"]:
         lines += ["", "Outside references on small grids (float64, fwd+bwd):", "",

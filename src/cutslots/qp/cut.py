@@ -19,7 +19,7 @@ from typing import Callable, Literal
 import numpy as np
 import torch
 
-from cutslots.qp.cut_closed_form import edge_variables, solve_grid_cut_closed_form
+from cutslots.qp.cut_closed_form import solve_grid_cut_closed_form
 from cutslots.qp.equality_qp import EqualityQP, check_float_tensor, check_gamma
 from cutslots.qp.factor import Backend
 from cutslots.qp.grid_graph import CutForm, build_grid_cut_graph, check_form, check_grid_size
@@ -109,8 +109,7 @@ class GridCutQP(torch.nn.Module):
         if weights.dim() != 4:
             raise ValueError(f"weights must have shape (B, 6, {self.height}, {self.width}), got {tuple(weights.shape)}")
         if self.engine == "closed_form":
-            p, p_s, p_t = solve_grid_cut_closed_form(weights, self.gamma, self.b0)
-            return CutSolution(p, p_s, p_t, lambda: edge_variables(weights, p, p_s, p_t, self.gamma))
+            return CutSolution(*solve_grid_cut_closed_form(weights, self.gamma, self.b0))
         return self._solve_sparse(weights)
 
     def _solve_sparse(self, weights: torch.Tensor) -> CutSolution:
