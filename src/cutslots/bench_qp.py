@@ -73,6 +73,7 @@ def fwd_bwd(qp: GridCutQP, weights: torch.Tensor, with_d: bool) -> Callable[[], 
         w = weights.detach().requires_grad_(True)
         sol = qp(w)
         torch.autograd.backward([sol.p, sol.d] if with_d else [sol.p], grads)
+        _synchronize(weights)
 
     return run
 
@@ -87,8 +88,15 @@ def first_touch(weights: torch.Tensor, with_d: bool) -> Callable[[], None]:
         weights.new_empty(B, 6, H, W).fill_(1.0)
         if with_d:
             weights.new_empty(B, 6, H, W).fill_(1.0)
+        _synchronize(weights)
 
     return run
+
+
+def _synchronize(x: torch.Tensor) -> None:
+    """Wait for queued CUDA work, so that a wall-clock timing covers it."""
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)
 
 
 def closed_form_timings(size: int, batch: int, repeats: int, device: str) -> dict[str, float]:
