@@ -1,4 +1,4 @@
-"""Independent reference solutions and shared checks used by the tests."""
+"""Independent reference solutions, shared checks and shared inputs used by the tests."""
 
 import numpy as np
 import torch
@@ -37,3 +37,12 @@ def overfit_one_batch(model: torch.nn.Module, images: torch.Tensor, steps: int, 
     with torch.no_grad():
         final = model.loss(images, model(images)).item()
     return initial, final, mean_baseline
+
+
+def two_scenes() -> torch.Tensor:
+    """Two 32x32 images: blue-ish background, one coloured rectangle each."""
+    images = torch.zeros(2, 3, 32, 32)
+    images[:, 2] = 0.2
+    images[0, 0, 4:14, 6:16] = 0.9
+    images[1, 1, 16:28, 12:26] = 0.8
+    return images

@@ -13,7 +13,7 @@ from cutslots.models.encoders import CNNEncoder, ResNetEncoder
 from cutslots.models.builders import build_cut_autoencoder, build_slot_attention_autoencoder
 from cutslots.nn.cut_slots import CutSlotGrouping
 from cutslots.nn.partition import BackgroundKPartition, KPartition
-from oracles import overfit_one_batch
+from oracles import overfit_one_batch, two_scenes
 
 C, H, W = 4, 6, 5
 
@@ -30,15 +30,6 @@ def _grouping(background_slot: bool, k: int = 3, seed: int = 0) -> CutSlotGroupi
 
 def _features(batch: int = 2) -> Tensor:
     return torch.randn(batch, C, H, W, generator=torch.Generator().manual_seed(3))
-
-
-def _scenes() -> Tensor:
-    """Two 32x32 images: blue-ish background, one coloured rectangle each."""
-    images = torch.zeros(2, 3, 32, 32)
-    images[:, 2] = 0.2
-    images[0, 0, 4:14, 6:16] = 0.9
-    images[1, 1, 16:28, 12:26] = 0.8
-    return images
 
 
 @pytest.mark.parametrize("background_slot", [True, False])
@@ -98,7 +89,7 @@ def test_cut_and_slot_attention_models_share_encoder_and_decoder(encoder: str) -
         shapes = {k: v.shape for k, v in getattr(cut, part).state_dict().items()}
         assert shapes == {k: v.shape for k, v in getattr(baseline, part).state_dict().items()}
     with torch.no_grad():
-        out = cut(_scenes()[:1])
+        out = cut(two_scenes()[:1])
     assert out["recon"].shape == (1, 3, 32, 32)
     assert out["slots"].shape == (1, 3, 8)
     assert out["grouping_masks"].shape == (1, 3, 16, 16)
@@ -118,7 +109,7 @@ def test_default_builds_use_the_paper_grid() -> None:
 def test_cut_autoencoder_overfits_one_batch() -> None:
     torch.manual_seed(0)
     model = build_cut_autoencoder(32, num_slots=3, partition_hidden=16, **{**TINY, "slot_dim": 16})
-    initial, final, mean_baseline = overfit_one_batch(model, _scenes(), 150)
+    initial, final, mean_baseline = overfit_one_batch(model, two_scenes(), 150)
     assert final < 0.5 * initial
     assert final < mean_baseline
 

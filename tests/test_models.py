@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -15,25 +13,7 @@ from cutslots.models.autoencoder import SlotAttentionGrouping, SlotAutoencoder
 from cutslots.models.decoder import SpatialBroadcastDecoder
 from cutslots.models.encoders import CNNEncoder, ResNetEncoder
 from cutslots.nn.position import LearnedPositionEmbedding, SoftPositionEmbed, build_grid
-from oracles import overfit_one_batch
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny ops on a shared 2-core machine run far faster without intra-op threading.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def _scenes() -> Tensor:
-    """Two 32x32 images: blue-ish background, one coloured rectangle each."""
-    images = torch.zeros(2, 3, 32, 32)
-    images[:, 2] = 0.2
-    images[0, 0, 4:14, 6:16] = 0.9
-    images[1, 1, 16:28, 12:26] = 0.8
-    return images
+from oracles import overfit_one_batch, two_scenes
 
 
 # ---------------------------------------------------------------- position embeddings
@@ -215,7 +195,7 @@ def _baseline(encoder: nn.Module, num_slots: int = 2) -> SlotAutoencoder:
 def test_autoencoder_outputs_and_loss() -> None:
     torch.manual_seed(0)
     model = _baseline(CNNEncoder(16, 16), num_slots=3)
-    images = _scenes()
+    images = two_scenes()
     out = model(images)
     assert set(out) == {"recon", "slot_recons", "masks", "slots", "grouping_masks"}
     assert out["recon"].shape == (2, 3, 32, 32)
@@ -233,7 +213,7 @@ def test_overfits_one_batch(encoder: str) -> None:
     torch.manual_seed(0)
     enc = CNNEncoder(16, 16) if encoder == "cnn" else ResNetEncoder(16, 2, 16)
     model = _baseline(enc)
-    initial, final, mean_baseline = overfit_one_batch(model, _scenes(), 200)
+    initial, final, mean_baseline = overfit_one_batch(model, two_scenes(), 200)
     assert final < 0.5 * initial
     assert final < mean_baseline
 

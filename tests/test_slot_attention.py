@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
 
 from cutslots.nn.slot_attention import SlotAttention
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny ops on a shared 2-core machine run far faster without intra-op threading.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _make(num_slots: int = 4, dim: int = 8, iters: int = 3, seed: int = 0) -> SlotAttention:
