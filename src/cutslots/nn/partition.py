@@ -156,6 +156,13 @@ class ParallelCuts(nn.Module):
         return solution.p.reshape(batch, self.num_cuts, h, w), weights
 
 
+def _feature_mlp(enabled: bool, channels: int, hidden: int) -> nn.Module | None:
+    """The optional per-pixel MLP of the partitions' ``feature_mlp`` argument."""
+    if not isinstance(enabled, bool):
+        raise TypeError(f"feature_mlp must be a bool, got {type(enabled).__name__}")
+    return pixel_mlp(channels, hidden) if enabled else None
+
+
 def _masked(masks: Tensor, values: Tensor) -> Tensor:
     """masks (B, k, H, W), values (B, C, H, W) -> (B, k, C, H, W)."""
     return masks.unsqueeze(2) * values.unsqueeze(1)
@@ -193,14 +200,12 @@ class KPartition(nn.Module):
     ) -> None:
         super().__init__()
         check_positive_int("num_parts", num_parts)
-        if not isinstance(feature_mlp, bool):
-            raise TypeError(f"feature_mlp must be a bool, got {type(feature_mlp).__name__}")
         self.num_parts = num_parts
         self.temperature = check_temperature("temperature", temperature)
         self.cuts = ParallelCuts(
             in_channels, num_parts, height, width, gamma, hidden, weight_activation, form, engine
         )
-        self.feature_mlp = pixel_mlp(in_channels, hidden) if feature_mlp else None
+        self.feature_mlp = _feature_mlp(feature_mlp, in_channels, hidden)
 
     def forward(self, features: Tensor) -> PartitionOutput:
         p, weights = self.cuts(features)  # validates features
@@ -247,15 +252,13 @@ class BackgroundKPartition(nn.Module):
             raise ValueError(
                 f"num_parts must be >= 2 (background + at least one object), got {num_parts}"
             )
-        if not isinstance(feature_mlp, bool):
-            raise TypeError(f"feature_mlp must be a bool, got {type(feature_mlp).__name__}")
         self.num_parts = num_parts
         self.temperature = check_temperature("temperature", temperature)
         self.bg_temperature = check_temperature("bg_temperature", bg_temperature)
         self.cuts = ParallelCuts(
             in_channels, num_parts + 1, height, width, gamma, hidden, weight_activation, form, engine
         )
-        self.feature_mlp = pixel_mlp(in_channels, hidden) if feature_mlp else None
+        self.feature_mlp = _feature_mlp(feature_mlp, in_channels, hidden)
 
     def forward(self, features: Tensor) -> PartitionOutput:
         p, weights = self.cuts(features)  # validates features
