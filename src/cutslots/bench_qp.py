@@ -241,9 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             refs.append(ref)
             print(f"{size}px references: {ref}", flush=True)
 
-    by_size = {r["size"]: r for r in rows}
     growth = None
-    if 64 in by_size and 128 in by_size:
+    if {64, 128} <= set(args.sizes):
         growth = {
             k: statistics.median(rd[128][k] / rd[64][k] for rd in rounds) for k in rounds[0][64] if k in _CLOSED_KEYS
         }
