@@ -3,7 +3,12 @@ CLEVR with masks and ClevrTex through the image runner and the CLI (load, train 
 evaluate, Table 1), MOVi-A clips through the video runner with an untrained frame-pair model.
 
 Oracles: ground-truth labels come from the arrays the fixtures wrote, cropped and resized with
-PIL (nearest); ARI-FG is recomputed with scikit-learn from the evaluated model's own masks.
+PIL (nearest); ARI-FG is recomputed with scikit-learn from the very masks (and matchings) the
+report scored, captured on their way into the metrics, and those masks are checked against the
+checkpointed model's own forward pass within float tolerance. An untrained or barely trained
+model's masks are near ties (below 1e-5 apart on almost every pixel), so a second forward pass
+with another batching may flip argmax pixels: the oracle never takes the argmax of anything
+but the scored masks.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
 
 import dataset_fixtures as fx
-from cutslots import cli
+from cutslots import cli, evaluation
 from cutslots.config import config_from_dict, to_dict
 from cutslots.data.clevrtex import ClevrTex
 from cutslots.experiments import discovery, video
@@ -52,6 +57,42 @@ def sklearn_ari_fg(true: np.ndarray, masks: torch.Tensor) -> float:
     pred = masks.argmax(dim=1).numpy()
     scores = [adjusted_rand_score(t[t > 0], p[t > 0]) for t, p in zip(true, pred) if (t > 0).any()]
     return float(np.mean(scores))
+
+
+@pytest.fixture
+def scored(monkeypatch: pytest.MonkeyPatch) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Every (true labels (B, H, W), decoder masks (B, K, H, W)) batch the image evaluation
+    scores, in order: the masks the reported metrics were computed from."""
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    real = evaluation.batch_metrics
+
+    def spy(images: torch.Tensor, true_masks: torch.Tensor, out: dict[str, torch.Tensor]):
+        seen.append((true_masks.clone(), out["masks"].detach().cpu().clone()))
+        return real(images, true_masks, out)
+
+    monkeypatch.setattr(evaluation, "batch_metrics", spy)
+    return seen
+
+
+def take_scored(scored: list[tuple[torch.Tensor, torch.Tensor]], n: int) -> tuple[np.ndarray, torch.Tensor]:
+    """Pop the next ``n`` scored images: (true labels (n, H, W), masks (n, K, H, W))."""
+    true, masks, count = [], [], 0
+    while count < n:
+        t, m = scored.pop(0)
+        true.append(t)
+        masks.append(m)
+        count += len(t)
+    assert count == n, "an evaluation batch straddles two evaluation sets"
+    return torch.cat(true).numpy(), torch.cat(masks)
+
+
+def check_scored_set(scored, n: int, true: np.ndarray, masks: torch.Tensor, ari_fg: float) -> None:
+    """The next ``n`` scored images hold the oracle labels ``true`` and the model's ``masks``
+    (float tolerance), and ``ari_fg`` is scikit-learn's ARI-FG of the scored masks."""
+    scored_true, scored_masks = take_scored(scored, n)
+    np.testing.assert_array_equal(scored_true, true)
+    torch.testing.assert_close(scored_masks, masks, rtol=1e-4, atol=1e-5)
+    assert ari_fg == pytest.approx(sklearn_ari_fg(true, scored_masks), abs=1e-9)
 
 
 def model_masks(run_dir: Path, images: list[torch.Tensor]) -> torch.Tensor:
@@ -93,7 +134,7 @@ def clevr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, list[d
     return root, scenes
 
 
-def test_clevr6_trains_and_reports_table1(clevr, tmp_path, capsys):
+def test_clevr6_trains_and_reports_table1(clevr, scored, tmp_path, capsys):
     root, scenes = clevr
     run_dir = tmp_path / "run"
     raw = {"name": "clevr6-tiny", "model": tiny_model("cnn"),
@@ -118,8 +159,9 @@ def test_clevr6_trains_and_reports_table1(clevr, tmp_path, capsys):
         items = list(build_dataset(config_from_dict(raw).data, "test", name))
         assert [item["index"] for item in items] == ids
         masks = model_masks(run_dir, [item["image"] for item in items])
-        assert metrics[name]["ari_fg"]["mean"] == pytest.approx(sklearn_ari_fg(true, masks), abs=1e-9)
+        check_scored_set(scored, len(ids), true, masks, metrics[name]["ari_fg"]["mean"])
         check_row(rows[name], metrics[name])
+    assert not scored  # every scored batch was checked
 
 
 def test_clevr_final_report_refused_under_multi_rank_ddp(clevr, tmp_path, monkeypatch):
@@ -151,7 +193,7 @@ def test_clevr_counts_and_variants_are_checked(clevr):
 # ------------------------------------------------------------------ ClevrTex
 
 
-def test_clevrtex_trains_then_evaluates_ood_and_camo(tmp_path, capsys):
+def test_clevrtex_trains_then_evaluates_ood_and_camo(scored, tmp_path, capsys):
     root = tmp_path / "clevrtex"
     written = {"full": fx.write_clevrtex(root, "full", 20, seed=0),
                "outd": fx.write_clevrtex(root, "outd", 3, seed=1),
@@ -164,6 +206,7 @@ def test_clevrtex_trains_then_evaluates_ood_and_camo(tmp_path, capsys):
     config.write_text(yaml.safe_dump(raw))
     assert cli.main(["train", "--config", str(config)]) == 0
     assert list(table_rows(capsys.readouterr().out)) == ["full"]
+    scored.clear()  # the training run's own report; the evaluation below is checked
 
     # The data moved since training: --root points the checkpoint's config at it.
     moved = tmp_path / "moved"
@@ -181,8 +224,9 @@ def test_clevrtex_trains_then_evaluates_ood_and_camo(tmp_path, capsys):
         true = np.stack([pil_labels(written[name][i][1], CLEVRTEX_BOX) for i in ids])
         ds = ClevrTex(moved, name, split=None, resolution=SIZE)
         masks = model_masks(run_dir, [ds[i]["image"] for i in ids])
-        assert metrics[name]["ari_fg"]["mean"] == pytest.approx(sklearn_ari_fg(true, masks), abs=1e-9)
+        check_scored_set(scored, len(ids), true, masks, metrics[name]["ari_fg"]["mean"])
         check_row(rows[name], metrics[name])
+    assert not scored
     assert sorted(p.name for p in eval_dir.glob("decomposition_*.png")) == [
         "decomposition_camo.png", "decomposition_full.png", "decomposition_outd.png"]
 
@@ -221,7 +265,7 @@ def track_labels(masks: torch.Tensor, matchings: torch.Tensor) -> np.ndarray:
     return np.stack([track[t][argmax[t]] for t in range(steps)])
 
 
-def test_movi_a_clips_evaluated_with_an_untrained_frame_pair_model(tmp_path):
+def test_movi_a_clips_evaluated_with_an_untrained_frame_pair_model(tmp_path, monkeypatch):
     rng = np.random.default_rng(3)
     clips = [fx.movi_clip(rng, 3, 128, n) for n in (2, 3)]
     root = tmp_path / "movi"
@@ -236,6 +280,15 @@ def test_movi_a_clips_evaluated_with_an_untrained_frame_pair_model(tmp_path):
         np.testing.assert_array_equal(item["mask"].numpy(),
                                       np.stack([pil_labels(s, MOVI_BOX) for s in segmentations]))
 
+    # Capture what the report scores: (true (B, T, H, W), masks (B, T, K, H, W), matchings).
+    scored: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    real = video.evaluate_tracks
+
+    def spy(true_labels, masks, matchings, method="hungarian"):
+        scored.append((true_labels.clone(), masks.clone(), matchings.clone()))
+        return real(true_labels, masks, matchings, method)
+
+    monkeypatch.setattr(video, "evaluate_tracks", spy)
     torch.manual_seed(0)
     model = video.build_video_model(config.model, SIZE)
     checkpoint = save_checkpoint(tmp_path / "run" / "checkpoint.pt", model, step=0,
@@ -243,10 +296,16 @@ def test_movi_a_clips_evaluated_with_an_untrained_frame_pair_model(tmp_path):
     report = video.evaluate_video_checkpoint(checkpoint, out_dir=tmp_path / "eval")
     assert report["metrics"]["num_clips"] == 2
     assert (tmp_path / "eval" / "table2.txt").read_text() == report["table"] + "\n"
+    # The first batch is the whole-clip evaluation (both clips); the far-apart pair comes after.
+    true, masks, matchings = scored[0]
+    assert masks.shape[:2] == (2, 3)
     model.eval()
     for index, item in enumerate(items):
+        np.testing.assert_array_equal(true[index].numpy(), item["mask"].numpy())
         out = video.clip_outputs(model, item["video"][None])
-        labels = track_labels(out["masks"][0], out["matchings"][0])
-        true = item["mask"].numpy()
-        expected = adjusted_rand_score(true[true > 0], labels[true > 0])
+        torch.testing.assert_close(masks[index], out["masks"][0], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(matchings[index], out["matchings"][0], rtol=1e-4, atol=1e-5)
+        labels = track_labels(masks[index], matchings[index])
+        clip_true = item["mask"].numpy()
+        expected = adjusted_rand_score(clip_true[clip_true > 0], labels[clip_true > 0])
         assert report["per_clip"]["ari_fg"][index] == pytest.approx(expected, abs=1e-9)
