@@ -5,6 +5,7 @@ Everything runs a tiny cut model (16 px images, 3 slots, 8 channels) for a few s
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from PIL import Image
 
 from cutslots import cli
 from cutslots.config import ConfigError, config_from_dict, load_config, to_dict
-from cutslots.experiments.discovery import evaluate_checkpoint, format_table, run_experiment
+from cutslots.experiments.discovery import evaluate_checkpoint, format_report, format_table, run_experiment
 from cutslots.train.checkpoint import save_checkpoint
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -179,21 +180,30 @@ def test_demo_writes_metrics_and_pngs(tmp_path, monkeypatch, capsys):
         raw = original(out_dir, steps)
         raw["model"].update(TINY_MODEL)
         raw["data"].update(image_size=16, num_train=8, num_eval=3)
-        raw["train"].update(batch_size=4, log_every=1)
+        raw["train"].update(batch_size=4, log_every=1, eval_every=1)
         return raw
 
     monkeypatch.setattr(cli, "demo_config", tiny_demo)
     out = tmp_path / "demo"
     assert cli.main(["demo", "--steps", "2", "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert list(metrics) == ["textured", "camo", "ood"]
+    sets = list(metrics)
+    assert sets[0] == cli.demo_config(str(out), 2)["data"]["variant"] and len(sets) >= 2
     assert all(m["num_images"] == 3 for m in metrics.values())
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 2
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert pngs == ["decomposition_camo.png", "decomposition_ood.png",
-                    "decomposition_textured.png", "loss.png"]
+    assert pngs == sorted([f"decomposition_{name}.png" for name in sets] + ["learning_curve.png", "loss.png"])
+    # The learning curve's points: ARI-FG of the decoder, the grouping and the static baseline
+    # per set, evaluated at both steps.
+    rows = list(csv.DictReader((out / "scalars.csv").open()))
+    for name in sets:
+        for key in ("ari_fg", "grouping_ari_fg", "static_ari_fg", "image_dependence"):
+            assert [r["step"] for r in rows if r["name"] == f"eval/{name}/{key}"] == ["1", "2"]
     printed = capsys.readouterr().out
-    assert printed.startswith("| set | mIoU (%) | ARI-FG (%) | MSE |")
+    assert printed.startswith("Decoder masks:\n| set | mIoU (%) | ARI-FG (%) | MSE |\n")
+    assert "\nGrouping masks:\n| set | grouping mIoU (%) | grouping ARI-FG (%) |" in printed
+    for name in sets:  # the verdict on each set, in words
+        assert f"\n{name}: {metrics[name]['grouping_verdict']}\n" in printed
 
 
 def test_format_table_hand_computed():
@@ -208,6 +218,26 @@ def test_format_table_hand_computed():
         "|---|---|---|---|",
         "| full | 51.23 ± 10.00 | 90.00 ± 4.56 | 123.5 ± 6.8 |",
         "| camo | 0.00 ± 0.00 | 100.00 ± 0.00 | 0.0 ± 0.1 |",
+    ]
+
+
+def test_format_report_adds_the_grouping_table_and_verdicts_hand_computed():
+    decoder = {"miou": {"mean": 0.5, "std": 0.1}, "ari_fg": {"mean": 0.9, "std": 0.0},
+               "mse": {"mean": 1.0, "std": 0.0}}
+    grouping = {"grouping_miou": {"mean": 0.25, "std": 0.05}, "grouping_ari_fg": {"mean": 0.6, "std": 0.1},
+                "static_miou": {"mean": 0.2, "std": 0.0}, "static_ari_fg": {"mean": 0.55, "std": 0.02},
+                "image_dependence": {"mean": 0.0421, "std": 0.0012}, "grouping_verdict": "not clearly ..."}
+    assert format_report({"full": decoder}) == format_table({"full": decoder})
+    report = format_report({"full": {**decoder, **grouping}}).splitlines()
+    assert report[0] == "Decoder masks:" and report[1:4] == format_table({"full": decoder}).splitlines()
+    assert report[4:] == [
+        "",
+        "Grouping masks:",
+        "| set | grouping mIoU (%) | grouping ARI-FG (%) | static mIoU (%) | static ARI-FG (%) | image dependence |",
+        "|---|---|---|---|---|---|",
+        "| full | 25.00 ± 5.00 | 60.00 ± 10.00 | 20.00 ± 0.00 | 55.00 ± 2.00 | 0.042 ± 0.001 |",
+        "",
+        "full: not clearly ...",
     ]
 
 

@@ -106,11 +106,13 @@ def model_masks(run_dir: Path, images: list[torch.Tensor]) -> torch.Tensor:
 
 
 def table_rows(text: str) -> dict[str, list[str]]:
-    """Table 1 rows of printed output: set name -> its three cells."""
-    lines = [line for line in text.splitlines() if line.startswith("| ")]
-    assert lines[0] == "| set | mIoU (%) | ARI-FG (%) | MSE |"
+    """Table 1 rows (decoder masks) of printed output: set name -> its three cells."""
+    lines = text.splitlines()
+    assert lines[0] == "Decoder masks:" and lines[1] == "| set | mIoU (%) | ARI-FG (%) | MSE |"
+    end = lines.index("", 1)
+    assert lines[end + 1] == "Grouping masks:"  # the cut model's k-partition follows
     return {cells[0]: cells[1:] for cells in
-            ([c.strip() for c in line.strip("|").split("|")] for line in lines[1:])}
+            ([c.strip() for c in line.strip("|").split("|")] for line in lines[3:end])}
 
 
 def check_row(cells: list[str], m: dict[str, Any]) -> None:

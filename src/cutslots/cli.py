@@ -29,7 +29,7 @@ def demo_config(out_dir: str = DEMO_OUT, steps: int = 800) -> dict:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from cutslots.config import config_from_dict
-    from cutslots.experiments.discovery import format_table, run_experiment
+    from cutslots.experiments.discovery import format_report, run_experiment
 
     if args.resume and not args.out:
         raise ValueError("--resume: name the run to continue with --out DIR")
@@ -38,7 +38,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         raise ValueError(f"--out: {out} already holds a demo run; pass --resume to continue it or --out DIR for a new one")
     config = config_from_dict(demo_config(str(out), args.steps), source="demo")
     report = run_experiment(config, resume=args.resume)
-    print(format_table(report["metrics"]))
+    print(format_report(report["metrics"]))
     print(f"\nmetrics: {report['metrics_path']}")
     for fig in report["figures"]:
         print(f"figure:  {fig}")
@@ -59,11 +59,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if "table" in report:
             print(report["table"])
     else:
-        from cutslots.experiments.discovery import format_table, run_experiment
+        from cutslots.experiments.discovery import format_report, run_experiment
 
         report = run_experiment(config, resume=args.resume)
         if "metrics" in report:
-            print(format_table(report["metrics"]))
+            print(format_report(report["metrics"]))
     if "metrics_path" in report:
         print(f"\nmetrics: {report['metrics_path']}")
     return 0
@@ -92,10 +92,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         report = evaluate_video_checkpoint(args.checkpoint, args.out, overrides, device=args.device)
         print(report["table"])
     else:
-        from cutslots.experiments.discovery import evaluate_checkpoint, format_table
+        from cutslots.experiments.discovery import evaluate_checkpoint, format_report
 
         report = evaluate_checkpoint(args.checkpoint, args.out, overrides, device=args.device)
-        print(format_table(report["metrics"]))
+        print(format_report(report["metrics"]))
     print(f"\nmetrics: {report['metrics_path']}")
     return 0
 

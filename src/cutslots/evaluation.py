@@ -5,6 +5,21 @@ Attention and the ClevrTex benchmark), upsampled to the image size when needed. 
 image: ARI, ARI-FG (background pixels excluded; NaN and excluded from the mean when an image
 has no foreground), mIoU with Hungarian matching (background included) and the MSE summed
 over C x H x W on [0, 1] images.
+
+The grouping is scored too, when the model returns ``"grouping_masks"`` (B, K, h, w) (the
+k-partition of the cut model, Slot Attention's attention): a decoder can separate objects
+that its grouping never did, so the decoder metrics alone do not say whether the cuts (or
+the attention) discover anything. Per image:
+
+- ``grouping_ari``, ``grouping_ari_fg``, ``grouping_miou``: the same metrics for the argmax
+  of the grouping masks (bilinearly upsampled to the image size);
+- ``image_dependence``: mean over (K, h, w) of |grouping masks - dataset-mean grouping masks|,
+  the mean taken over the evaluated images; 0 for a grouping that ignores its input;
+- ``static_ari``, ``static_ari_fg``, ``static_miou``: the metrics when every image is given
+  the dataset-mean grouping masks: what a fixed spatial tessellation scores on this data.
+
+A grouping whose ARI-FG does not beat its static baseline does not discover objects
+(:func:`grouping_verdict`).
 """
 
 from __future__ import annotations
@@ -18,6 +33,10 @@ from torch.utils.data import DataLoader, Dataset
 from cutslots.metrics import ari, masks_to_labels, miou, mse_per_image, summarize
 
 METRICS = ("ari", "ari_fg", "miou", "mse")
+GROUPING_METRICS = ("grouping_ari", "grouping_ari_fg", "grouping_miou", "image_dependence",
+                    "static_ari", "static_ari_fg", "static_miou")
+# Grouping ARI-FG must beat its static baseline by this much (in [0, 1]) to count as discovery.
+DISCOVERY_MARGIN = 0.10
 
 
 def predicted_labels(out: Mapping[str, torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
@@ -28,16 +47,28 @@ def predicted_labels(out: Mapping[str, torch.Tensor], size: tuple[int, int]) -> 
     return masks_to_labels(masks)
 
 
-def batch_metrics(images: torch.Tensor, true_masks: torch.Tensor, out: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    """Per-image metrics for one batch: ``images (B,3,H,W)``, ``true_masks (B,H,W)`` int labels."""
-    pred = predicted_labels(out, tuple(true_masks.shape[-2:])).cpu()
-    true = true_masks.cpu()
+def segmentation_metrics(true: torch.Tensor, pred: torch.Tensor, num_segments: int, prefix: str = "") -> dict[str, np.ndarray]:
+    """ARI, ARI-FG and mIoU per image of ``pred`` against ``true`` (both (B, H, W) labels)."""
     return {
-        "ari": ari(true, pred),
-        "ari_fg": ari(true, pred, ignore_background=True),
-        "miou": miou(true, pred, num_segments=out["masks"].shape[1]),
-        "mse": mse_per_image(images.cpu().clamp(0, 1), out["recon"].detach().cpu().float()),
+        f"{prefix}ari": ari(true, pred),
+        f"{prefix}ari_fg": ari(true, pred, ignore_background=True),
+        f"{prefix}miou": miou(true, pred, num_segments=num_segments),
     }
+
+
+def batch_metrics(images: torch.Tensor, true_masks: torch.Tensor, out: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Per-image metrics for one batch: ``images (B,3,H,W)``, ``true_masks (B,H,W)`` int labels.
+
+    Decoder metrics always; the grouping's own metrics when ``out`` has ``"grouping_masks"``."""
+    size = tuple(true_masks.shape[-2:])
+    true = true_masks.cpu()
+    scores = segmentation_metrics(true, predicted_labels(out, size).cpu(), out["masks"].shape[1])
+    scores["mse"] = mse_per_image(images.cpu().clamp(0, 1), out["recon"].detach().cpu().float())
+    grouping = out.get("grouping_masks")
+    if grouping is not None:
+        pred = predicted_labels({"masks": grouping}, size).cpu()
+        scores.update(segmentation_metrics(true, pred, grouping.shape[1], "grouping_"))
+    return scores
 
 
 @torch.no_grad()
@@ -82,13 +113,75 @@ def evaluate(
     """Evaluate ``model`` (forward(images) -> dict with "recon", "masks") on ``dataset``.
 
     ``dataset`` yields dicts with ``"image" (3,H,W)`` in [0, 1] and ``"mask" (H,W)`` labels.
-    Returns ``{"summary": {metric: {mean, std, n, n_nan}}, "per_image": {metric: array}}``.
+    Returns ``{"summary": {metric: {mean, std, n, n_nan}}, "per_image": {metric: array},
+    "num_images": N}``; with grouping masks also the :data:`GROUPING_METRICS` and
+    ``"mean_grouping_masks"`` (K, h, w). The grouping references need the dataset mean first,
+    so such a model runs over the data twice, both times from the same RNG state (a model that
+    draws noise, like Slot Attention's slot init, sees the same draws); the caller's RNG state
+    is left as it was.
     """
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)  # type: ignore[arg-type]
+    sums: dict[str, torch.Tensor] = {}  # "grouping": sum over images of the grouping masks (K, h, w)
 
     def score(batch: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
         images = batch["image"].to(device)
-        return batch_metrics(images, batch["mask"], model(images))
+        out = model(images)
+        if "grouping_masks" in out:
+            total = out["grouping_masks"].detach().double().sum(0).cpu()  # (K, h, w)
+            sums["grouping"] = sums["grouping"] + total if "grouping" in sums else total
+        return batch_metrics(images, batch["mask"], out)
 
-    merged, seen = score_batches(model, loader, score, max_images, "evaluate: the dataset yielded no images")
-    return {"summary": summarize(merged), "per_image": merged, "num_images": seen}
+    with _same_rng(device):
+        merged, seen = score_batches(model, loader, score, max_images, "evaluate: the dataset yielded no images")
+    result: dict[str, Any] = {"num_images": seen}
+    if "grouping" in sums:
+        mean = sums["grouping"] / seen  # (K, h, w)
+        with _same_rng(device):
+            merged.update(_grouping_references(model, loader, mean, max_images, device))
+        result["mean_grouping_masks"] = mean.float()
+    result.update(summary=summarize(merged), per_image=merged)
+    return result
+
+
+def _same_rng(device: str | torch.device) -> Any:
+    """A context that restores torch's RNG state (CPU, and ``device`` if CUDA) on exit."""
+    dev = torch.device(device)
+    return torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [])
+
+
+def _grouping_references(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    mean: torch.Tensor,
+    max_images: int | None,
+    device: str | torch.device,
+) -> dict[str, np.ndarray]:
+    """Image dependence and the static baseline, given the dataset-mean grouping masks
+    ``mean`` (K, h, w) of the first pass (module docstring)."""
+
+    def score(batch: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        true = batch["mask"]
+        grouping = model(batch["image"].to(device))["grouping_masks"].detach().double().cpu()  # (B, K, h, w)
+        static = predicted_labels({"masks": mean[None]}, tuple(true.shape[-2:]))  # (1, H, W)
+        scores = segmentation_metrics(true, static.expand_as(true), mean.shape[0], "static_")
+        scores["image_dependence"] = (grouping - mean).abs().mean(dim=(1, 2, 3)).numpy()  # (B,)
+        return scores
+
+    merged, _ = score_batches(model, loader, score, max_images)
+    return merged
+
+
+def grouping_verdict(summary: Mapping[str, Mapping[str, float]]) -> str | None:
+    """One sentence comparing the grouping's ARI-FG with its static baseline's, from an
+    :func:`evaluate` summary (None without grouping metrics). Beating the baseline is necessary
+    for discovery, not sufficient: a grouping that splits images by colour also beats it."""
+    if "grouping_ari_fg" not in summary:
+        return None
+    grouping, static = summary["grouping_ari_fg"]["mean"], summary["static_ari_fg"]["mean"]
+    numbers = f"grouping ARI-FG {100 * grouping:.1f} % vs {100 * static:.1f} % for its static baseline"
+    if not grouping > static:
+        return f"not discovering objects: {numbers}"
+    if grouping - static < DISCOVERY_MARGIN:
+        return (f"not clearly discovering objects: {numbers}, "
+                f"less than {100 * DISCOVERY_MARGIN:.0f} points above it")
+    return f"beats its static baseline by {100 * (grouping - static):.1f} points: {numbers}"

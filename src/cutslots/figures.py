@@ -77,3 +77,27 @@ def curve_figure(
     ax.legend()
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
+
+
+def learning_curve_figure(
+    loss: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    scores: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    path: str | Path,
+    score_label: str = "ARI-FG",
+) -> Path:
+    """Two panels over training steps: the loss (log scale) and evaluation ``scores`` in %."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for name, (x, y) in loss.items():
+        left.plot(x, y, label=name)
+    left.set_yscale("log")
+    left.set_ylabel("loss")
+    for name, (x, y) in scores.items():
+        right.plot(x, 100 * np.asarray(y), marker="o", markersize=3, label=name,
+                   linestyle="--" if "static" in name else "-")
+    right.set_ylabel(f"{score_label} (%)")
+    right.set_ylim(-5, 100)
+    for ax in (left, right):
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return save_figure(fig, path)

@@ -3,7 +3,10 @@
 ``run_experiment(config)`` is what ``cutslots train`` and ``cutslots demo`` run;
 ``evaluate_checkpoint(path, ...)`` is ``cutslots eval``. Outputs land in ``train.out_dir``:
 ``checkpoint.pt``, ``config.yaml``, ``scalars.csv`` + TensorBoard events, ``metrics.json``
-(one entry per evaluation set) and PNGs (``loss.png``, ``decomposition_<set>.png``).
+(one entry per evaluation set: decoder metrics, and the grouping's own metrics with its
+image dependence and static baseline, see :mod:`cutslots.evaluation`) and PNGs
+(``loss.png``, ``learning_curve.png`` when ``train.eval_every`` is set,
+``decomposition_<set>.png``).
 
 Image datasets (``data.dataset``) and their ``data.variant`` values:
 
@@ -35,8 +38,8 @@ from cutslots.data.clevr import DEFAULT_SPLITS as CLEVR_DEFAULT_SPLITS
 from cutslots.data.clevr import ClevrWithMasks
 from cutslots.data.clevrtex import ClevrTex
 from cutslots.data.synthetic import SyntheticScenes
-from cutslots.evaluation import evaluate
-from cutslots.figures import curve_figure, decomposition_figure
+from cutslots.evaluation import evaluate, grouping_verdict
+from cutslots.figures import curve_figure, decomposition_figure, learning_curve_figure
 from cutslots.models.autoencoder import SlotAutoencoder
 from cutslots.models.builders import build_cut_autoencoder, build_slot_attention_autoencoder
 from cutslots.train.checkpoint import checkpoint_config, load_checkpoint
@@ -77,6 +80,9 @@ def build_model(model: ModelConfig, image_size: int) -> SlotAutoencoder:
         partition_hidden=model.partition_hidden,
         weight_activation=model.weight_activation,
         form=model.cut_form,
+        relaxation=model.cut_relaxation,
+        init_scale=model.cut_init_scale,
+        position_embedding=model.position_embedding,
         **common,
     )
 
@@ -158,30 +164,50 @@ def _first_items(ds: Dataset, n: int) -> list[dict[str, Any]]:
 
 
 def _eval_fn(sets: Mapping[str, Dataset], batch_size: int, max_images: int | None):
+    """Periodic evaluation: ``{"<set>/<metric>": mean}`` (logged as ``eval/<set>/<metric>``)."""
     def run(model: torch.nn.Module, step: int) -> dict[str, float]:
         device = next(model.parameters()).device
         scalars = {}
         for name, ds in sets.items():
             summary = evaluate(model, ds, batch_size, device, max_images)["summary"]
-            scalars.update({f"eval/{name}/{k}": v["mean"] for k, v in summary.items()})
+            scalars.update({f"{name}/{k}": v["mean"] for k, v in summary.items()})
         return scalars
 
     return run
 
 
-def loss_curve(out_dir: Path) -> Path | None:
+def read_scalars(out_dir: Path) -> dict[str, tuple[list[int], list[float]]]:
+    """``scalars.csv`` of a run as {name: (steps, values)} ({} when there is none)."""
     path = out_dir / "scalars.csv"
-    if not path.is_file():
-        return None
-    steps, values = [], []
-    with path.open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            if row["name"] == "train/loss":
+    curves: dict[str, tuple[list[int], list[float]]] = {}
+    if path.is_file():
+        with path.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                steps, values = curves.setdefault(row["name"], ([], []))
                 steps.append(int(row["step"]))
                 values.append(float(row["value"]))
-    if not steps:
-        return None
-    return curve_figure({"train loss (MSE)": (steps, values)}, out_dir / "loss.png")
+    return curves
+
+
+# (scalar suffix, legend) of the learning curve, for every evaluation set.
+_CURVE_METRICS = (("ari_fg", "decoder ARI-FG"), ("grouping_ari_fg", "grouping ARI-FG"),
+                  ("static_ari_fg", "static baseline ARI-FG"))
+
+
+def training_curves(out_dir: Path) -> list[Path]:
+    """``loss.png`` (training loss) and, with periodic evaluation, ``learning_curve.png``:
+    the loss beside ARI-FG of the decoder, the grouping and its static baseline per set."""
+    curves = read_scalars(out_dir)
+    if "train/loss" not in curves:
+        return []
+    loss = {"train loss (MSE)": curves["train/loss"]}
+    figures = [curve_figure(loss, out_dir / "loss.png")]
+    sets = [name.split("/")[1] for name in curves if name.startswith("eval/") and name.endswith("/ari_fg")]
+    evaluated = {f"{ds}: {legend}": curves[f"eval/{ds}/{key}"] for ds in sets
+                 for key, legend in _CURVE_METRICS if f"eval/{ds}/{key}" in curves}
+    if evaluated:
+        figures.append(learning_curve_figure(loss, evaluated, out_dir / "learning_curve.png"))
+    return figures
 
 
 def final_report(
@@ -197,14 +223,15 @@ def final_report(
                              "and data.num_eval)")
         result = evaluate(model, ds, batch_size, device)
         metrics[name] = {"num_images": result["num_images"], **result["summary"]}
+        verdict = grouping_verdict(result["summary"])
+        if verdict is not None:
+            metrics[name]["grouping_verdict"] = verdict
         batch = torch.stack([item["image"] for item in shown]).to(device)
         model.eval()
         with torch.no_grad():
             out = model(batch)
         figures.append(str(decomposition_figure(batch, out, out_dir / f"decomposition_{name}.png")))
-    curve = loss_curve(out_dir)
-    if curve is not None:
-        figures.append(str(curve))
+    figures += [str(f) for f in training_curves(out_dir)]
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return {"metrics": metrics, "figures": figures, "metrics_path": str(out_dir / "metrics.json")}
 
@@ -280,3 +307,32 @@ def format_table(metrics: Mapping[str, Mapping[str, Mapping[str, float]]]) -> st
             f"| {m['mse']['mean']:.1f} ± {m['mse']['std']:.1f} |"
         )
     return "\n".join(lines)
+
+
+def format_grouping_table(metrics: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The grouping's own metrics per set beside its references (None when no set has them):
+    mIoU / ARI-FG of the grouping and of the static baseline in %, the image dependence, and
+    the verdict sentence of :func:`cutslots.evaluation.grouping_verdict`."""
+    rows = {name: m for name, m in metrics.items() if "grouping_ari_fg" in m}
+    if not rows:
+        return None
+    lines = ["| set | grouping mIoU (%) | grouping ARI-FG (%) | static mIoU (%) | "
+             "static ARI-FG (%) | image dependence |", "|---|---|---|---|---|---|"]
+    verdicts = []
+    for name, m in rows.items():
+        cells = [f"{100 * m[k]['mean']:.2f} ± {100 * m[k]['std']:.2f}"
+                 for k in ("grouping_miou", "grouping_ari_fg", "static_miou", "static_ari_fg")]
+        dependence = m["image_dependence"]
+        lines.append(f"| {name} | {' | '.join(cells)} | "
+                     f"{dependence['mean']:.3f} ± {dependence['std']:.3f} |")
+        verdicts.append(f"{name}: {m['grouping_verdict']}")
+    return "\n".join(lines + [""] + verdicts)
+
+
+def format_report(metrics: Mapping[str, Mapping[str, Any]]) -> str:
+    """Table 1 (decoder masks) and, for models with a grouping, the grouping table."""
+    grouping = format_grouping_table(metrics)
+    table = format_table(metrics)
+    if grouping is None:
+        return table
+    return f"Decoder masks:\n{table}\n\nGrouping masks:\n{grouping}"

@@ -47,7 +47,7 @@ from cutslots.config import (  # noqa: E402
     save_config,
 )
 from cutslots.data.moving import FramePairs, MovingScenes  # noqa: E402
-from cutslots.experiments.discovery import build_model, loss_curve  # noqa: E402
+from cutslots.experiments.discovery import build_model, training_curves  # noqa: E402
 from cutslots.evaluation import score_batches  # noqa: E402
 from cutslots.figures import save_figure  # noqa: E402
 from cutslots.metrics import summarize  # noqa: E402
@@ -425,9 +425,7 @@ def video_report(
         far_pair_figure(video[list(frames)], far_pair_outputs(model, video[list(frames)]), frames,
                         out_dir / "far_pair.png", note),
     ]
-    curve = loss_curve(out_dir)
-    if curve is not None:
-        figures.append(curve)
+    figures += training_curves(out_dir)
 
     table = format_table2({method: result["per_clip"]})
     metrics = {

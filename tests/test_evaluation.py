@@ -1,0 +1,144 @@
+"""Image evaluation: the grouping's own metrics, its image dependence and static baseline.
+
+Oracles: scikit-learn's ARI on argmax labels, a Hungarian mIoU written here with SciPy, and
+NumPy float64 means of the masks a fixed lookup model returns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import adjusted_rand_score
+from torch import Tensor, nn
+
+from cutslots.evaluation import DISCOVERY_MARGIN, GROUPING_METRICS, evaluate, grouping_verdict
+
+N, K, S = 6, 3, 8  # images, slots, side
+
+
+def scenes(seed: int = 0) -> list[dict[str, Tensor]]:
+    """Images whose pixel (0, 0) of channel 0 encodes their index; labels 0..2 per image."""
+    rng = np.random.default_rng(seed)
+    items = []
+    for i in range(N):
+        image = torch.from_numpy(rng.random((3, S, S))).float()
+        image[0, 0, 0] = i / 255
+        mask = torch.from_numpy(rng.integers(0, 3, (S, S)))
+        mask[:2] = 0  # some background in every image
+        items.append({"image": image, "mask": mask})
+    return items
+
+
+class Lookup(nn.Module):
+    """Returns fixed decoder and grouping masks per image index (grouping at full size, so no
+    upsampling stands between the masks and their argmax); ``noise`` adds fresh random logits
+    at every call, as Slot Attention's slot init draws noise."""
+
+    def __init__(self, grouping: np.ndarray, noise: bool = False) -> None:
+        super().__init__()
+        self.grouping = torch.from_numpy(grouping)  # (N, K, S, S) float64
+        self.noise = noise
+        self.unused = nn.Parameter(torch.zeros(1))
+        self.seen: list[Tensor] = []
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        index = (images[:, 0, 0, 0] * 255).round().long()
+        grouping = self.grouping[index].float()
+        if self.noise:
+            grouping = torch.softmax(grouping + torch.randn_like(grouping), dim=1)
+        self.seen.append(grouping)
+        return {"recon": images, "masks": grouping.flip(1), "grouping_masks": grouping}
+
+
+def hungarian_miou(true: np.ndarray, pred: np.ndarray, num_segments: int) -> float:
+    true_ids = np.unique(true)
+    iou = np.array([[np.logical_and(true == t, pred == p).sum() / np.logical_or(true == t, pred == p).sum()
+                     for p in range(num_segments)] for t in true_ids])
+    rows, cols = linear_sum_assignment(-iou)
+    return iou[rows, cols].sum() / len(true_ids)
+
+
+def sklearn_fg(true: np.ndarray, pred: np.ndarray) -> float:
+    return adjusted_rand_score(true[true > 0], pred[true > 0])
+
+
+def random_grouping(seed: int) -> np.ndarray:
+    logits = np.random.default_rng(seed).normal(size=(N, K, S, S)) * 3
+    return np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+
+
+def test_grouping_metrics_static_baseline_and_image_dependence_against_numpy_and_sklearn():
+    items = scenes()
+    grouping = random_grouping(1)
+    # Image 0 and 1 share a mask map, the others are random: the mean is not uniform.
+    grouping[1] = grouping[0]
+    result = evaluate(Lookup(grouping), items, batch_size=4)
+    per = result["per_image"]
+    assert set(GROUPING_METRICS) <= set(per)
+    true = np.stack([item["mask"].numpy() for item in items])
+    labels = grouping.astype(np.float32).argmax(1)
+    mean = grouping.astype(np.float32).astype(np.float64).mean(0)  # what the model returned, in float64
+    static = mean.argmax(0)
+    for i in range(N):
+        assert per["grouping_ari_fg"][i] == pytest.approx(sklearn_fg(true[i], labels[i]), abs=1e-12)
+        assert per["grouping_ari"][i] == pytest.approx(adjusted_rand_score(true[i].ravel(), labels[i].ravel()), abs=1e-12)
+        assert per["grouping_miou"][i] == pytest.approx(hungarian_miou(true[i], labels[i], K), abs=1e-12)
+        assert per["static_ari_fg"][i] == pytest.approx(sklearn_fg(true[i], static), abs=1e-12)
+        assert per["static_miou"][i] == pytest.approx(hungarian_miou(true[i], static, K), abs=1e-12)
+        # The decoder masks are the grouping masks with the slots reversed: same partition.
+        assert per["ari_fg"][i] == pytest.approx(per["grouping_ari_fg"][i], abs=1e-12)
+    dependence = np.abs(grouping.astype(np.float32) - mean).mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(per["image_dependence"], dependence, rtol=1e-6)
+    np.testing.assert_allclose(result["mean_grouping_masks"].numpy(), mean, rtol=1e-6)
+    assert result["summary"]["image_dependence"]["n"] == N
+
+
+def test_a_grouping_that_ignores_its_input_is_its_own_static_baseline():
+    same = np.repeat(random_grouping(2)[:1], N, axis=0)
+    result = evaluate(Lookup(same), scenes(), batch_size=4)
+    per, summary = result["per_image"], result["summary"]
+    np.testing.assert_allclose(per["image_dependence"], 0.0, atol=1e-7)
+    for key in ("ari", "ari_fg", "miou"):
+        np.testing.assert_array_equal(per[f"grouping_{key}"], per[f"static_{key}"])
+    assert grouping_verdict(summary).startswith("not discovering objects")
+
+
+def test_noisy_grouping_gets_the_same_draws_in_both_passes_and_leaves_the_rng_alone():
+    model = Lookup(random_grouping(3), noise=True)
+    torch.manual_seed(5)
+    result = evaluate(model, scenes(), batch_size=4, max_images=5)
+    after = torch.rand(3)
+    torch.manual_seed(5)
+    assert torch.equal(after, torch.rand(3))  # evaluation did not move the caller's RNG
+    assert result["num_images"] == 5
+    first, second = torch.cat(model.seen[:2]), torch.cat(model.seen[2:])
+    assert first.shape[0] == 5 and torch.equal(first, second)
+    mean = first.double().mean(0)
+    np.testing.assert_allclose(result["per_image"]["image_dependence"],
+                               (first.double() - mean).abs().mean(dim=(1, 2, 3)).numpy(), rtol=1e-9)
+
+
+def test_models_without_grouping_masks_get_decoder_metrics_only():
+    class DecoderOnly(Lookup):
+        def forward(self, images: Tensor) -> dict[str, Tensor]:
+            out = super().forward(images)
+            del out["grouping_masks"]
+            return out
+
+    result = evaluate(DecoderOnly(random_grouping(4)), scenes(), batch_size=4)
+    assert set(result["per_image"]) == {"ari", "ari_fg", "miou", "mse"}
+    assert "mean_grouping_masks" not in result
+    assert grouping_verdict(result["summary"]) is None
+
+
+@pytest.mark.parametrize("grouping, static, start", [
+    (0.40, 0.45, "not discovering objects: grouping ARI-FG 40.0 % vs 45.0 %"),
+    (0.45, 0.45, "not discovering objects"),
+    (0.50, 0.45, "not clearly discovering objects: grouping ARI-FG 50.0 % vs 45.0 %"),
+    (0.45 + DISCOVERY_MARGIN + 0.01, 0.45, "beats its static baseline by 11.0 points"),
+])
+def test_grouping_verdict_hand_cases(grouping, static, start):
+    summary = {"grouping_ari_fg": {"mean": grouping}, "static_ari_fg": {"mean": static}}
+    assert grouping_verdict(summary).startswith(start)
