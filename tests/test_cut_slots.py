@@ -148,3 +148,16 @@ def test_grouping_rejects_features_off_its_grid() -> None:
     model = SlotAutoencoder(CNNEncoder(C, 8), grouping, SpatialBroadcastDecoder(7, 16, 8, 4))
     with pytest.raises(ValueError, match="features"):
         model(torch.rand(1, 3, 16, 16))
+
+
+def test_without_position_embedding_the_partition_sees_the_raw_features() -> None:
+    torch.manual_seed(0)
+    grouping = CutSlotGrouping(C, 3, 7, H, W, gamma=0.5, partition_hidden=8, mlp_hidden=16,
+                               position_embedding=False)
+    assert not any("position" in name for name, _ in grouping.named_parameters())
+    features = _features()
+    with torch.no_grad():
+        out = grouping(features)
+        torch.testing.assert_close(out["masks"], grouping.partition(features).masks)
+    with pytest.raises(TypeError, match="position_embedding"):
+        CutSlotGrouping(C, 3, 7, H, W, gamma=0.5, position_embedding=1)

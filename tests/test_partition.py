@@ -30,8 +30,9 @@ def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def _oracle_weights(layer: nn.Module, features: Tensor, activation: str) -> np.ndarray:
-    """The documented CNN rebuilt from F.conv2d: (B, n, 6, H, W) with cut i in channels 6i..6i+5."""
+def _oracle_weights(layer: nn.Module, features: Tensor, activation: str, per_part: int = 6) -> np.ndarray:
+    """The documented CNN rebuilt from F.conv2d: (B, n, per_part, H, W) with cut i in channels
+    6i..6i+5 (per_part=6), or one unary channel per part for the ablations (per_part=1)."""
     convs = [m for m in layer.cuts.cnn if isinstance(m, nn.Conv2d)]
     x = features
     for i, conv in enumerate(convs):
@@ -40,7 +41,7 @@ def _oracle_weights(layer: nn.Module, features: Tensor, activation: str) -> np.n
             x = torch.relu(x)
     x = {"softplus": F.softplus, "relu": torch.relu, "none": lambda t: t}[activation](x)
     b, c, h, w = x.shape
-    return x.detach().numpy().reshape(b, c // 6, 6, h, w)
+    return x.detach().numpy().reshape(b, c // per_part, per_part, h, w)
 
 
 def _oracle_values(layer: nn.Module, features: Tensor) -> np.ndarray:
@@ -263,3 +264,71 @@ def test_background_partition_bad_arguments() -> None:
         BackgroundKPartition(C, 1, H, W, 1.0)
     with pytest.raises(ValueError, match="bg_temperature"):
         BackgroundKPartition(C, 3, H, W, 1.0, bg_temperature=-0.1)
+
+
+# ------------------------------------------------------------------ ablations of the cut
+
+
+def _grid_laplacian(h: int, w: int) -> np.ndarray:
+    """Dense free-boundary 4-neighbour grid Laplacian (h w, h w), row-major pixels."""
+    n = h * w
+    lap = np.zeros((n, n))
+    for i in range(h):
+        for j in range(w):
+            for di, dj in ((0, 1), (1, 0)):
+                if i + di < h and j + dj < w:
+                    a, b = i * w + j, (i + di) * w + j + dj
+                    lap[a, a] += 1
+                    lap[b, b] += 1
+                    lap[a, b] -= 1
+                    lap[b, a] -= 1
+    return lap
+
+
+@pytest.mark.parametrize("cls", [KPartition, BackgroundKPartition])
+@pytest.mark.parametrize("relaxation", ["identity", "green_filter"])
+def test_ablations_score_parts_with_the_cnn_output_or_its_fixed_grid_filter(cls, relaxation) -> None:
+    layer = _layer(cls, k=3, relaxation=relaxation)
+    features = _features()
+    with torch.no_grad():
+        out = layer(features)
+    n = 4 if cls is BackgroundKPartition else 3
+    u = _oracle_weights(layer, features, "none", per_part=1)  # (B, n, 1, H, W)
+    assert u.shape == (2, n, 1, H, W)
+    np.testing.assert_allclose(out.weights.numpy(), u, atol=1e-12)
+    if relaxation == "identity":
+        want = u[:, :, 0]
+    else:  # dense solve (L_grid + 2 I) p = u per part
+        system = _grid_laplacian(H, W) + 2 * np.eye(H * W)
+        want = np.linalg.solve(system, u.reshape(2 * n, H * W).T).T.reshape(2, n, H, W)
+    np.testing.assert_allclose(out.p.numpy(), want, atol=1e-6)  # the DCT runs in float32
+    masks = out.masks.numpy()
+    np.testing.assert_allclose(masks.sum(1), 1.0, atol=1e-12)
+
+
+def test_green_filter_gradient_is_the_filter_transpose() -> None:
+    layer = _layer(KPartition, k=2, relaxation="green_filter")
+    features = _features().requires_grad_(True)
+    out = layer(features)
+    grad = torch.randn_like(out.p)
+    (out.p * grad).sum().backward()
+    # The filter is symmetric: d<p, g>/du = (L + 2I)^-1 g, pulled back through the CNN.
+    system = _grid_laplacian(H, W) + 2 * np.eye(H * W)
+    du = np.linalg.solve(system, grad.detach().numpy().reshape(-1, H * W).T).T.reshape(out.p.shape)
+    u = layer.cuts.cnn(features)
+    (want,) = torch.autograd.grad(u, features, torch.from_numpy(du))
+    np.testing.assert_allclose(features.grad.numpy(), want.numpy(), atol=1e-6)
+
+
+def test_init_scale_multiplies_the_last_layer_of_the_default_initialisation() -> None:
+    base, scaled = _layer(k=2), _layer(k=2, init_scale=4.0)  # same seed
+    first, last = [m for m in base.cuts.cnn if isinstance(m, nn.Conv2d)], \
+        [m for m in scaled.cuts.cnn if isinstance(m, nn.Conv2d)]
+    for a, b in zip(first[:-1], last[:-1]):
+        torch.testing.assert_close(a.weight, b.weight)
+    torch.testing.assert_close(4.0 * first[-1].weight, last[-1].weight)
+    torch.testing.assert_close(4.0 * first[-1].bias, last[-1].bias)
+    with pytest.raises(ValueError, match="init_scale"):
+        _layer(init_scale=0.0)
+    with pytest.raises(ValueError, match="relaxation"):
+        _layer(relaxation="lbfgs")

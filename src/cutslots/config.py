@@ -155,6 +155,11 @@ class ModelConfig(_Section):
     partition_hidden: int = 64  # width of the CNN that outputs the cut weights
     weight_activation: Literal["softplus", "relu", "none"] = "softplus"
     cut_form: Literal["paper", "released"] = "paper"
+    # Ablations of the cut: "identity" (softmax over the CNN's per-part outputs) or
+    # "green_filter" (those outputs smoothed by the relaxation's fixed filter (L_grid + 2I)^-1).
+    cut_relaxation: Literal["cut", "identity", "green_filter"] = "cut"
+    cut_init_scale: float = 1.0  # multiplies the initial weights of the cut CNN's last layer
+    position_embedding: bool = True  # the cut model's learned position embedding (Alg. 2)
     slot_attention_iters: int = 3  # only used when kind == "slot_attention"
     # Frame-pair (video) models: the matching QP of SlotMatcher (Alg. 3).
     matching_form: Literal["perfect", "assignment"] = "perfect"
@@ -166,7 +171,7 @@ class ModelConfig(_Section):
                      "decoder_channels", "partition_hidden"):
             _require(getattr(self, name) >= 1, name, "an int >= 1", getattr(self, name))
         for name in ("gamma", "temperature", "bg_temperature", "matching_gamma",
-                     "matching_temperature"):
+                     "matching_temperature", "cut_init_scale"):
             v = getattr(self, name)
             _require(math.isfinite(v) and v > 0, name, "a finite float > 0", v)
         ch = self.encoder_channels

@@ -13,7 +13,7 @@ from cutslots.models.autoencoder import SlotAttentionGrouping, SlotAutoencoder
 from cutslots.models.decoder import SpatialBroadcastDecoder
 from cutslots.models.encoders import CNNEncoder, ResNetEncoder
 from cutslots.nn.cut_slots import CutSlotGrouping
-from cutslots.nn.partition import WeightActivation, check_positive_int
+from cutslots.nn.partition import Relaxation, WeightActivation, check_positive_int
 from cutslots.qp.cut import Engine
 from cutslots.qp.grid_graph import CutForm
 
@@ -68,6 +68,9 @@ def build_cut_autoencoder(
     feature_mlp: bool = False,
     form: CutForm = "paper",
     engine: Engine = "auto",
+    relaxation: Relaxation = "cut",
+    init_scale: float = 1.0,
+    position_embedding: bool = True,
 ) -> SlotAutoencoder:
     """The cut model: encoder -> :class:`CutSlotGrouping` -> spatial broadcast decoder.
 
@@ -78,8 +81,11 @@ def build_cut_autoencoder(
     size = _feature_size(image_size)
     enc = _encoder(encoder, encoder_channels, resnet_blocks, size)
     grouping = CutSlotGrouping(
-        enc.channels, num_slots, slot_dim, size, size, gamma, background_slot, temperature,
-        bg_temperature, partition_hidden, mlp_hidden, weight_activation, feature_mlp, form, engine,
+        enc.channels, num_slots, slot_dim, size, size, gamma, background_slot=background_slot,
+        temperature=temperature, bg_temperature=bg_temperature, partition_hidden=partition_hidden,
+        mlp_hidden=mlp_hidden, weight_activation=weight_activation, feature_mlp=feature_mlp,
+        form=form, engine=engine, relaxation=relaxation, init_scale=init_scale,
+        position_embedding=position_embedding,
     )
     decoder = SpatialBroadcastDecoder(slot_dim, image_size, _DECODER_BROADCAST, decoder_channels)
     return SlotAutoencoder(enc, grouping, decoder)

@@ -1,6 +1,7 @@
 """Cut slot grouping (Pervez et al., 2023, Alg. 2).
 
-``CutSlotGrouping``: a learned position embedding is added to the encoder features, the
+``CutSlotGrouping``: a learned position embedding is added to the encoder features (unless
+``position_embedding=False``), the
 features are k-partitioned by relaxed s-t cuts (:mod:`cutslots.nn.partition`), each part's
 masked features are averaged over the H x W grid and an MLP turns the k averages into slots.
 It follows the grouping contract of :class:`cutslots.models.autoencoder.SlotAutoencoder`, so
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from cutslots.nn.partition import BackgroundKPartition, KPartition, WeightActivation, check_positive_int
+from cutslots.nn.partition import (BackgroundKPartition, KPartition, Relaxation, WeightActivation,
+                                   check_positive_int)
 from cutslots.nn.position import LearnedPositionEmbedding
 from cutslots.qp.cut import Engine
 from cutslots.qp.grid_graph import CutForm
@@ -34,7 +36,9 @@ class CutSlotGrouping(nn.Module):
         bg_temperature: temperature of the background/foreground split (background only).
         partition_hidden: width of the edge-weight CNN (and of the optional feature MLP).
         mlp_hidden: hidden width of the slot MLP.
-        weight_activation, feature_mlp, form, engine: as :class:`KPartition`.
+        weight_activation, feature_mlp, form, engine, relaxation, init_scale: as
+            :class:`KPartition`.
+        position_embedding: add the learned position embedding (Alg. 2) before partitioning.
     """
 
     def __init__(
@@ -45,6 +49,7 @@ class CutSlotGrouping(nn.Module):
         height: int,
         width: int,
         gamma: float,
+        *,
         background_slot: bool = True,
         temperature: float = 0.5,
         bg_temperature: float = 0.1,
@@ -54,6 +59,9 @@ class CutSlotGrouping(nn.Module):
         feature_mlp: bool = False,
         form: CutForm = "paper",
         engine: Engine = "auto",
+        relaxation: Relaxation = "cut",
+        init_scale: float = 1.0,
+        position_embedding: bool = True,
     ) -> None:
         super().__init__()
         check_positive_int("num_slots", num_slots)
@@ -63,24 +71,24 @@ class CutSlotGrouping(nn.Module):
             raise TypeError(f"background_slot must be a bool, got {type(background_slot).__name__}")
         if background_slot and num_slots < 2:
             raise ValueError(f"num_slots must be >= 2 with a background slot, got {num_slots}")
+        if not isinstance(position_embedding, bool):
+            raise TypeError(f"position_embedding must be a bool, got {type(position_embedding).__name__}")
         self.num_slots, self.slot_dim = num_slots, slot_dim
-        self.position = LearnedPositionEmbedding(in_channels, height, width)
+        self.position = LearnedPositionEmbedding(in_channels, height, width) if position_embedding else nn.Identity()
+        options = dict(temperature=temperature, hidden=partition_hidden, weight_activation=weight_activation,
+                       feature_mlp=feature_mlp, form=form, engine=engine, relaxation=relaxation,
+                       init_scale=init_scale)
         self.partition: KPartition | BackgroundKPartition
         if background_slot:
-            self.partition = BackgroundKPartition(
-                in_channels, num_slots, height, width, gamma, temperature, bg_temperature,
-                partition_hidden, weight_activation, feature_mlp, form, engine,
-            )
+            self.partition = BackgroundKPartition(in_channels, num_slots, height, width, gamma,
+                                                  bg_temperature=bg_temperature, **options)
         else:
-            self.partition = KPartition(
-                in_channels, num_slots, height, width, gamma, temperature,
-                partition_hidden, weight_activation, feature_mlp, form, engine,
-            )
+            self.partition = KPartition(in_channels, num_slots, height, width, gamma, **options)
         self.mlp = nn.Sequential(
             nn.Linear(in_channels, mlp_hidden), nn.ReLU(), nn.Linear(mlp_hidden, slot_dim)
         )
 
     def forward(self, features: Tensor) -> dict[str, Tensor]:
-        out = self.partition(self.position(features))  # both validate (B, C, H, W)
+        out = self.partition(self.position(features))  # validates (B, C, H, W)
         pooled = out.features.mean(dim=(-2, -1))  # (B, k, C)
         return {"slots": self.mlp(pooled), "masks": out.masks}

@@ -18,6 +18,9 @@ scale the mask logits; only the antisymmetric part of a pair of opposite neighbo
 moves ``p`` (the smoothing comes from the fixed grid Laplacian of the QP).
 
 - :class:`ParallelCuts`: features -> ``p (B, n, H, W)`` and ``weights (B, n, 6, H, W)``.
+- :class:`UnaryScores`: the ablations of the cut with the same CNN, one output channel ``u``
+  per part: ``p = u`` (``"identity"``) or ``p = (L_grid + 2 I)^-1 u`` (``"green_filter"``, the
+  fixed filter the paper's relaxation applies to the divergence of its weights).
 - :class:`KPartition`: k cuts, one softmax -> k masks and masked features.
 - :class:`BackgroundKPartition`: a background/foreground 2-partition times a
   (k-1)-partition of the foreground.
@@ -35,10 +38,14 @@ from torch import Tensor, nn
 
 from cutslots.qp import GridCutQP
 from cutslots.qp.cut import Engine
+from cutslots.qp.cut_closed_form import dct_matrix, grid_laplacian_eigenvalues
 from cutslots.qp.grid_graph import CutForm
 
 WeightActivation = Literal["softplus", "relu", "none"]
 WEIGHT_ACTIVATIONS: tuple[str, ...] = ("softplus", "relu", "none")
+# What turns the CNN output into part scores p: the cut QP, or one of its two ablations.
+Relaxation = Literal["cut", "identity", "green_filter"]
+RELAXATIONS: tuple[str, ...] = ("cut", "identity", "green_filter")
 _NUM_EDGE_CHANNELS = 6
 
 
@@ -52,7 +59,8 @@ class PartitionOutput:
         p: ``(B, n, H, W)`` raw vertex variables of the n cuts (n = k for ``KPartition``;
             n = k + 1 for ``BackgroundKPartition``: background cut, foreground cut, then the
             k - 1 object cuts).
-        weights: ``(B, n, 6, H, W)`` the edge weights the cuts were solved with.
+        weights: ``(B, n, 6, H, W)`` the edge weights the cuts were solved with
+            (``(B, n, 1, H, W)``, the unaries, for the ablations of :class:`UnaryScores`).
     """
 
     masks: Tensor
@@ -90,6 +98,23 @@ def check_features(features: Tensor, channels: int, height: int, width: int) -> 
         raise ValueError("features contains NaN or inf values")
 
 
+def score_cnn(in_channels: int, hidden: int, out_channels: int, init_scale: float) -> nn.Sequential:
+    """The 3-layer CNN (3x3 convolutions, ReLU between) of the partitions; ``init_scale``
+    multiplies the default initialisation of its last layer (weights and bias)."""
+    init_scale = check_temperature("init_scale", init_scale)
+    cnn = nn.Sequential(
+        nn.Conv2d(in_channels, hidden, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(hidden, hidden, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(hidden, out_channels, 3, padding=1),
+    )
+    with torch.no_grad():
+        for param in cnn[-1].parameters():
+            param.mul_(init_scale)
+    return cnn
+
+
 def pixel_mlp(channels: int, hidden: int) -> nn.Module:
     """Per-pixel 2-layer MLP as 1x1 convolutions: (B, C, H, W) -> (B, C, H, W)."""
     return nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, channels, 1))
@@ -108,6 +133,7 @@ class ParallelCuts(nn.Module):
         hidden: channels of the CNN's two hidden layers.
         weight_activation: applied to the CNN output: ``"softplus"``, ``"relu"`` or ``"none"``.
         form, engine: passed to :class:`cutslots.qp.GridCutQP`.
+        init_scale: multiplies the initial weights of the CNN's last layer (> 0).
     """
 
     def __init__(
@@ -117,10 +143,12 @@ class ParallelCuts(nn.Module):
         height: int,
         width: int,
         gamma: float,
+        *,
         hidden: int = 64,
         weight_activation: WeightActivation = "softplus",
         form: CutForm = "paper",
         engine: Engine = "auto",
+        init_scale: float = 1.0,
     ) -> None:
         super().__init__()
         check_positive_int("in_channels", in_channels)
@@ -132,13 +160,7 @@ class ParallelCuts(nn.Module):
             )
         self.in_channels, self.num_cuts = in_channels, num_cuts
         self.weight_activation = weight_activation
-        self.cnn = nn.Sequential(
-            nn.Conv2d(in_channels, hidden, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(hidden, hidden, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(hidden, _NUM_EDGE_CHANNELS * num_cuts, 3, padding=1),
-        )
+        self.cnn = score_cnn(in_channels, hidden, _NUM_EDGE_CHANNELS * num_cuts, init_scale)
         self.qp = GridCutQP(height, width, gamma, form=form, engine=engine)
         self.height, self.width = self.qp.height, self.qp.width
 
@@ -154,6 +176,80 @@ class ParallelCuts(nn.Module):
         # All B * n cuts share the grid, so they are one batch for the solver.
         solution = self.qp(weights.reshape(batch * self.num_cuts, _NUM_EDGE_CHANNELS, h, w))
         return solution.p.reshape(batch, self.num_cuts, h, w), weights
+
+
+class UnaryScores(nn.Module):
+    """Ablations of :class:`ParallelCuts`: the same CNN outputs one channel ``u`` per part.
+
+    forward(features (B, C, H, W)) -> ``p (B, n, H, W)``, ``u (B, n, 1, H, W)``, with
+    ``p = u`` for ``"identity"`` and ``p = (L_grid + 2 I)^-1 u`` for ``"green_filter"``: the
+    free-boundary grid Laplacian's fixed smoothing, the part of the paper's relaxation that
+    does not depend on the weights (``docs/cut-qp.md``), here applied to unconstrained scores
+    instead of the divergence of non-negative edge weights. Applied in the DCT basis, which
+    diagonalises it; autograd differentiates the two matrix products.
+
+    Args: as :class:`ParallelCuts`; ``relaxation`` is ``"identity"`` or ``"green_filter"``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_cuts: int,
+        height: int,
+        width: int,
+        relaxation: Relaxation,
+        *,
+        hidden: int = 64,
+        init_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        for name, value in (("in_channels", in_channels), ("num_cuts", num_cuts), ("height", height),
+                            ("width", width), ("hidden", hidden)):
+            check_positive_int(name, value)
+        if relaxation not in ("identity", "green_filter"):
+            raise ValueError(f"relaxation must be 'identity' or 'green_filter', got {relaxation!r}")
+        self.in_channels, self.num_cuts, self.height, self.width = in_channels, num_cuts, height, width
+        self.relaxation = relaxation
+        self.cnn = score_cnn(in_channels, hidden, num_cuts, init_scale)
+        self.register_buffer("dct_h", dct_matrix(height, torch.float32), persistent=False)  # (H, H)
+        self.register_buffer("dct_w", dct_matrix(width, torch.float32), persistent=False)  # (W, W)
+        green = 1 / (grid_laplacian_eigenvalues(height, width, torch.float32, "cpu") + 2)
+        self.register_buffer("green", green, persistent=False)  # (H, W) spectrum of (L + 2I)^-1
+
+    def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        check_features(features, self.in_channels, self.height, self.width)
+        u = self.cnn(features)  # (B, n, H, W)
+        if self.relaxation == "identity":
+            return u, u.unsqueeze(2)
+        dct_h, dct_w = self.dct_h.to(u.dtype), self.dct_w.to(u.dtype)
+        spectrum = dct_h @ u @ dct_w.T  # (B, n, H, W) DCT-II along both axes
+        p = dct_h.T @ (spectrum * self.green.to(u.dtype)) @ dct_w  # (B, n, H, W)
+        return p, u.unsqueeze(2)
+
+
+def part_scores(
+    relaxation: Relaxation,
+    in_channels: int,
+    num_cuts: int,
+    height: int,
+    width: int,
+    gamma: float,
+    *,
+    hidden: int,
+    weight_activation: WeightActivation,
+    form: CutForm,
+    engine: Engine,
+    init_scale: float,
+) -> ParallelCuts | UnaryScores:
+    """The scorer of a partition: :class:`ParallelCuts` for ``"cut"``, else the ablation."""
+    if relaxation == "cut":
+        return ParallelCuts(in_channels, num_cuts, height, width, gamma, hidden=hidden,
+                            weight_activation=weight_activation, form=form, engine=engine,
+                            init_scale=init_scale)
+    if relaxation not in RELAXATIONS:
+        raise ValueError(f"relaxation must be one of {RELAXATIONS}, got {relaxation!r}")
+    return UnaryScores(in_channels, num_cuts, height, width, relaxation, hidden=hidden,
+                       init_scale=init_scale)
 
 
 def _feature_mlp(enabled: bool, channels: int, hidden: int) -> nn.Module | None:
@@ -176,12 +272,14 @@ class KPartition(nn.Module):
     forward -> :class:`PartitionOutput` with n = k.
 
     Args:
-        in_channels, height, width, gamma, hidden, weight_activation, form, engine:
+        in_channels, height, width, gamma, hidden, weight_activation, form, engine, init_scale:
             as :class:`ParallelCuts`.
         num_parts: k (>= 1).
         temperature: softmax temperature over the parts (> 0).
         feature_mlp: apply a per-pixel 2-layer MLP (1x1 convs, ``hidden`` wide) to the
             features before masking.
+        relaxation: ``"cut"`` (the QP), or an ablation of :class:`UnaryScores`; the
+            ablations ignore ``gamma``, ``weight_activation``, ``form`` and ``engine``.
     """
 
     def __init__(
@@ -191,19 +289,23 @@ class KPartition(nn.Module):
         height: int,
         width: int,
         gamma: float,
+        *,
         temperature: float = 0.5,
         hidden: int = 64,
         weight_activation: WeightActivation = "softplus",
         feature_mlp: bool = False,
         form: CutForm = "paper",
         engine: Engine = "auto",
+        relaxation: Relaxation = "cut",
+        init_scale: float = 1.0,
     ) -> None:
         super().__init__()
         check_positive_int("num_parts", num_parts)
         self.num_parts = num_parts
         self.temperature = check_temperature("temperature", temperature)
-        self.cuts = ParallelCuts(
-            in_channels, num_parts, height, width, gamma, hidden, weight_activation, form, engine
+        self.cuts = part_scores(
+            relaxation, in_channels, num_parts, height, width, gamma, hidden=hidden,
+            weight_activation=weight_activation, form=form, engine=engine, init_scale=init_scale,
         )
         self.feature_mlp = _feature_mlp(feature_mlp, in_channels, hidden)
 
@@ -238,6 +340,7 @@ class BackgroundKPartition(nn.Module):
         height: int,
         width: int,
         gamma: float,
+        *,
         temperature: float = 0.5,
         bg_temperature: float = 0.1,
         hidden: int = 64,
@@ -245,6 +348,8 @@ class BackgroundKPartition(nn.Module):
         feature_mlp: bool = False,
         form: CutForm = "paper",
         engine: Engine = "auto",
+        relaxation: Relaxation = "cut",
+        init_scale: float = 1.0,
     ) -> None:
         super().__init__()
         check_positive_int("num_parts", num_parts)
@@ -255,8 +360,9 @@ class BackgroundKPartition(nn.Module):
         self.num_parts = num_parts
         self.temperature = check_temperature("temperature", temperature)
         self.bg_temperature = check_temperature("bg_temperature", bg_temperature)
-        self.cuts = ParallelCuts(
-            in_channels, num_parts + 1, height, width, gamma, hidden, weight_activation, form, engine
+        self.cuts = part_scores(
+            relaxation, in_channels, num_parts + 1, height, width, gamma, hidden=hidden,
+            weight_activation=weight_activation, form=form, engine=engine, init_scale=init_scale,
         )
         self.feature_mlp = _feature_mlp(feature_mlp, in_channels, hidden)
 
