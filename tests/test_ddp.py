@@ -70,7 +70,7 @@ def test_two_ranks_equal_one_process_with_the_global_batch(tmp_path: Path) -> No
     with open(ddp_dir / "scalars.csv", newline="") as f:
         rows = list(csv.reader(f))[1:]
     counts = Counter((r[0], r[1]) for r in rows)
-    assert len(counts) == 3 * steps and set(counts.values()) == {1}
+    assert len(counts) == 4 * steps and set(counts.values()) == {1}  # loss, lr, grad_norm, seconds
     ckpt = load_checkpoint(ddp_dir / "checkpoint.pt", tiny_training.TinyAutoencoder())
     assert ckpt.step == steps and len(ckpt.rng_states) == 2
     assert ckpt.extra["sampler"] == {"seed": 0, "size": 24, "world_size": 2,

@@ -14,6 +14,7 @@ import math
 import random
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,6 +246,7 @@ def _run(model: nn.Module, dataset: Dataset[dict[str, torch.Tensor]], config: Tr
             raise ValueError(f"steps: {config.steps} is fewer than the {start_step} steps "
                              f"already done by {ckpt_path}")
         window: list[float] = list(ckpt.extra["loss_windows"][ctx.rank])
+        clock = float(ckpt.extra.get("train_seconds", 0.0))
     else:
         seed_everything(config.seed + ctx.rank)  # distinct streams per rank (e.g. slot noise)
         sampler = None if streaming else InfiniteSampler(size, seed=config.seed, rank=ctx.rank,
@@ -252,6 +254,7 @@ def _run(model: nn.Module, dataset: Dataset[dict[str, torch.Tensor]], config: Tr
         consumed = 0
         start_step = 0
         window = []  # this rank's losses since the last log line (saved, so logs resume too)
+        clock = 0.0  # seconds spent in training steps (not evaluation or checkpoints), all runs
     net = wrap_model(model, ctx, device)
     loader = DataLoader(dataset, batch_size=per_rank_batch, sampler=sampler, drop_last=streaming,
                         num_workers=config.num_workers, pin_memory=device.type == "cuda",
@@ -265,7 +268,7 @@ def _run(model: nn.Module, dataset: Dataset[dict[str, torch.Tensor]], config: Tr
         # Collective (every rank): rank 0 stores each rank's RNG state and loss window.
         states = all_gather_objects((capture_rng_state(), list(window)), ctx)
         if ctx.is_main:
-            extra: dict[str, Any] = {"loss_windows": [w for _, w in states]}
+            extra: dict[str, Any] = {"loss_windows": [w for _, w in states], "train_seconds": clock}
             if sampler is not None:
                 extra["sampler"] = sampler.state_dict(step * per_rank_batch)
             else:
@@ -283,6 +286,7 @@ def _run(model: nn.Module, dataset: Dataset[dict[str, torch.Tensor]], config: Tr
         with _GracefulStop() as stop:
             batches = _Stream(loader, consumed) if streaming else iter(loader)
             while step < config.steps:
+                started = time.perf_counter()
                 images = _inputs(next(batches), input_key, device)
                 out = net(images)
                 if not isinstance(out, Mapping) or "recon" not in out:
@@ -307,11 +311,13 @@ def _run(model: nn.Module, dataset: Dataset[dict[str, torch.Tensor]], config: Tr
                 step += 1
                 window.append(loss_value)
                 bar.update(1)
+                clock += time.perf_counter() - started
 
                 if step % config.log_every == 0 or step == config.steps:
                     scalars = {"train/loss": all_reduce_mean(sum(window) / len(window), ctx,
                                                              device),
-                               "train/lr": lr, "train/grad_norm": float(grad_norm)}
+                               "train/lr": lr, "train/grad_norm": float(grad_norm),
+                               "train/seconds": clock}
                     logger.log(step, scalars)
                     metrics.update(scalars)
                     bar.set_postfix(loss=f"{scalars['train/loss']:.4g}")
