@@ -33,8 +33,10 @@ def _features(batch: int = 2) -> Tensor:
 
 
 @pytest.mark.parametrize("background_slot", [True, False])
-def test_slots_are_mlp_of_spatial_means_of_masked_positioned_features(background_slot: bool) -> None:
+@pytest.mark.parametrize("pooling", ["mean", "masked_mean"])
+def test_slots_are_mlp_of_spatial_means_of_masked_positioned_features(background_slot: bool, pooling: str) -> None:
     grouping = _grouping(background_slot)
+    grouping.pooling = pooling
     partition_cls = BackgroundKPartition if background_slot else KPartition
     assert isinstance(grouping.partition, partition_cls)
     features = _features()
@@ -46,7 +48,11 @@ def test_slots_are_mlp_of_spatial_means_of_masked_positioned_features(background
     np.testing.assert_allclose(masks.sum(1), 1.0, atol=1e-6)
     # Oracle in numpy: (features + learned position) masked, averaged over H x W, then the MLP.
     x = features.numpy() + grouping.position.embedding.detach().numpy()
-    pooled = np.einsum("bkhw,bchw->bkc", masks, x) / (H * W)
+    pooled = np.einsum("bkhw,bchw->bkc", masks, x)
+    if pooling == "mean":
+        pooled /= H * W
+    else:  # over each part: divided by its mask mass plus one pixel
+        pooled /= masks.sum(axis=(2, 3))[..., None] + 1.0
     lin1, lin2 = grouping.mlp[0], grouping.mlp[2]
     hidden = np.maximum(pooled @ lin1.weight.detach().numpy().T + lin1.bias.detach().numpy(), 0)
     slots = hidden @ lin2.weight.detach().numpy().T + lin2.bias.detach().numpy()
@@ -161,3 +167,8 @@ def test_without_position_embedding_the_partition_sees_the_raw_features() -> Non
         torch.testing.assert_close(out["masks"], grouping.partition(features).masks)
     with pytest.raises(TypeError, match="position_embedding"):
         CutSlotGrouping(C, 3, 7, H, W, gamma=0.5, position_embedding=1)
+
+
+def test_bad_pooling_is_named() -> None:
+    with pytest.raises(ValueError, match="pooling"):
+        CutSlotGrouping(C, 3, 7, H, W, gamma=0.5, pooling="max")

@@ -160,6 +160,8 @@ class ModelConfig(_Section):
     cut_relaxation: Literal["cut", "identity", "green_filter"] = "cut"
     cut_init_scale: float = 1.0  # multiplies the initial weights of the cut CNN's last layer
     position_embedding: bool = True  # the cut model's learned position embedding (Alg. 2)
+    # Slot pooling of the cut model: "mean" over the grid (Alg. 2) or over each part's mask.
+    slot_pooling: Literal["mean", "masked_mean"] = "mean"
     slot_attention_iters: int = 3  # only used when kind == "slot_attention"
     # Frame-pair (video) models: the matching QP of SlotMatcher (Alg. 3).
     matching_form: Literal["perfect", "assignment"] = "perfect"

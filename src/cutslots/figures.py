@@ -101,3 +101,29 @@ def learning_curve_figure(
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     return save_figure(fig, path)
+
+
+def ari_time_figure(
+    curves: Mapping[str, Mapping[str, Sequence[Mapping[str, Sequence[float]]]]], path: str | Path
+) -> Path:
+    """ARI-FG (%) against training time, one panel per training set.
+
+    ``curves[panel][model]`` holds one mapping per seed with ``"decoder"`` / ``"grouping"``
+    ARI-FG values and their times ``"decoder_t"`` / ``"grouping_t"`` in seconds; decoder
+    masks are drawn solid, grouping masks dashed, one colour per model."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(6.5 * len(curves), 4.2), squeeze=False)
+    for ax, (panel, models) in zip(axes[0], curves.items()):
+        for color, (model, seeds) in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3, models.items()):
+            for i, seed in enumerate(seeds):
+                for kind, style in (("decoder", "-"), ("grouping", "--")):
+                    if kind in seed:
+                        label = f"{model} ({kind})" if i == 0 else None
+                        ax.plot(seed[f"{kind}_t"], 100 * np.asarray(seed[kind]), style, color=color,
+                                alpha=0.8, linewidth=1.2, label=label)
+        ax.set_title(f"trained on {panel}", fontsize=9)
+        ax.set_xlabel("training time (s, 2 CPU cores)")
+        ax.set_ylabel("ARI-FG (%)")
+        ax.set_ylim(-5, 100)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, ncol=2)
+    return save_figure(fig, path)

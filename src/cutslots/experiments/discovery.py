@@ -83,6 +83,7 @@ def build_model(model: ModelConfig, image_size: int) -> SlotAutoencoder:
         relaxation=model.cut_relaxation,
         init_scale=model.cut_init_scale,
         position_embedding=model.position_embedding,
+        pooling=model.slot_pooling,
         **common,
     )
 

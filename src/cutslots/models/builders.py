@@ -12,7 +12,7 @@ from typing import Literal
 from cutslots.models.autoencoder import SlotAttentionGrouping, SlotAutoencoder
 from cutslots.models.decoder import SpatialBroadcastDecoder
 from cutslots.models.encoders import CNNEncoder, ResNetEncoder
-from cutslots.nn.cut_slots import CutSlotGrouping
+from cutslots.nn.cut_slots import CutSlotGrouping, Pooling
 from cutslots.nn.partition import Relaxation, WeightActivation, check_positive_int
 from cutslots.qp.cut import Engine
 from cutslots.qp.grid_graph import CutForm
@@ -71,6 +71,7 @@ def build_cut_autoencoder(
     relaxation: Relaxation = "cut",
     init_scale: float = 1.0,
     position_embedding: bool = True,
+    pooling: Pooling = "mean",
 ) -> SlotAutoencoder:
     """The cut model: encoder -> :class:`CutSlotGrouping` -> spatial broadcast decoder.
 
@@ -85,7 +86,7 @@ def build_cut_autoencoder(
         temperature=temperature, bg_temperature=bg_temperature, partition_hidden=partition_hidden,
         mlp_hidden=mlp_hidden, weight_activation=weight_activation, feature_mlp=feature_mlp,
         form=form, engine=engine, relaxation=relaxation, init_scale=init_scale,
-        position_embedding=position_embedding,
+        position_embedding=position_embedding, pooling=pooling,
     )
     decoder = SpatialBroadcastDecoder(slot_dim, image_size, _DECODER_BROADCAST, decoder_channels)
     return SlotAutoencoder(enc, grouping, decoder)

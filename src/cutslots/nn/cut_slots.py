@@ -11,6 +11,8 @@ encoder -> ``CutSlotGrouping`` -> spatial broadcast decoder is the paper's cut m
 
 from __future__ import annotations
 
+from typing import Literal
+
 from torch import Tensor, nn
 
 from cutslots.nn.partition import (BackgroundKPartition, KPartition, Relaxation, WeightActivation,
@@ -19,10 +21,20 @@ from cutslots.nn.position import LearnedPositionEmbedding
 from cutslots.qp.cut import Engine
 from cutslots.qp.grid_graph import CutForm
 
+Pooling = Literal["mean", "masked_mean"]
+POOLINGS: tuple[str, ...] = ("mean", "masked_mean")
+# Mask mass (in pixels) added to the denominator of the masked mean: a part with almost no
+# pixels gets a slot near 0 instead of its few pixels' features blown up.
+_POOLING_EPS = 1.0
+
+
 class CutSlotGrouping(nn.Module):
     """features (B, C, H, W) -> {"slots": (B, k, slot_dim), "masks": (B, k, H, W)}.
 
-    slots = MLP(mean over H x W of partition(features + position).features), k = num_slots.
+    slots = MLP(pool(partition(features + position).features)), k = num_slots, where ``pool``
+    is the mean over the H x W grid of the masked features (``"mean"``, Alg. 2: a part's
+    slot scales with its area) or their mean over the part itself, ``sum(m f) / (sum(m) + 1)``
+    (``"masked_mean"``: a small part's slot describes its pixels as fully as a large one's).
 
     Args:
         in_channels: C.
@@ -39,6 +51,7 @@ class CutSlotGrouping(nn.Module):
         weight_activation, feature_mlp, form, engine, relaxation, init_scale: as
             :class:`KPartition`.
         position_embedding: add the learned position embedding (Alg. 2) before partitioning.
+        pooling: ``"mean"`` or ``"masked_mean"`` (above).
     """
 
     def __init__(
@@ -62,8 +75,12 @@ class CutSlotGrouping(nn.Module):
         relaxation: Relaxation = "cut",
         init_scale: float = 1.0,
         position_embedding: bool = True,
+        pooling: Pooling = "mean",
     ) -> None:
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.pooling = pooling
         check_positive_int("num_slots", num_slots)
         check_positive_int("slot_dim", slot_dim)
         check_positive_int("mlp_hidden", mlp_hidden)
@@ -90,5 +107,9 @@ class CutSlotGrouping(nn.Module):
 
     def forward(self, features: Tensor) -> dict[str, Tensor]:
         out = self.partition(self.position(features))  # validates (B, C, H, W)
-        pooled = out.features.mean(dim=(-2, -1))  # (B, k, C)
+        pooled = out.features.sum(dim=(-2, -1))  # (B, k, C)
+        if self.pooling == "mean":
+            pooled = pooled / (out.masks.shape[-2] * out.masks.shape[-1])
+        else:
+            pooled = pooled / (out.masks.sum(dim=(-2, -1)).unsqueeze(-1) + _POOLING_EPS)  # (B, k, C)
         return {"slots": self.mlp(pooled), "masks": out.masks}
