@@ -1,17 +1,40 @@
-"""Cut model vs Slot Attention on the synthetic scenes (issue: object-discovery pipeline).
+"""Object discovery on the synthetic scenes: the cut model, its ablations and Slot Attention.
 
-Both models share encoder, decoder, data, steps, batch and optimiser; only the grouping
-differs. Each is trained on ``textured`` and evaluated on ``textured``, ``camo`` and ``ood``
-test sets, for several seeds. Reported: mean ± std over seeds of ARI-FG, mIoU, MSE; the
-training wall-clock and step time; and the share of the cut model's step time spent in the
-cut QP layer (forward + backward of the same batch of QPs, timed separately).
+Every model shares the encoder, decoder, data, steps, batch and optimiser of the demo recipe
+(:func:`cutslots.cli.demo_config`); only the grouping differs. Models (``--models``):
 
-CPU-sized on purpose (32 px images, a 16 x 16 cut grid, 5 slots): the paper's setting
-(128 px, 64 x 64 grid, 12 slots, 500k steps) is out of reach of a 2-core machine.
+- ``cut``: the paper's k-partition (paper form) with a background slot;
+- ``cut_identity`` / ``cut_green_filter``: the ablations, the cut QP replaced by the identity
+  (softmax over the CNN's per-part outputs) or by the relaxation's fixed filter
+  ``(L_grid + 2I)^-1`` alone;
+- ``cut_no_position``, ``cut_no_background``, ``cut_released``, ``cut_init_x10``,
+  ``cut_masked_mean``: the cut
+  model without the learned position embedding, without the background slot, in the
+  released form, with the last layer of the cut CNN initialised 10x larger, and with slots
+  pooled over each part's mask instead of the whole grid (``cut_masked_mean``);
+- ``slot_attention``: Slot Attention with the same encoder and decoder.
 
-    python benchmarks/discovery.py [--steps 800 --seeds 0 1 2]
+Training sets (``--train-sets``): ``shapes`` (evaluated on ``shapes``) and ``textured``
+(evaluated on ``textured``, ``camo`` and ``ood``). For each run: decoder-mask and
+grouping-mask ARI-FG / mIoU, the static baseline and the image dependence
+(:mod:`cutslots.evaluation`), and the ARI-FG of periodic evaluations against training time.
 
-Writes ``benchmarks/results/discovery.{json,md}`` and the decomposition figures of seed 0.
+    python benchmarks/discovery.py --train-sets shapes --models cut slot_attention --seeds 0 1 2
+
+Recipes (``--recipe``): ``cpu`` is the demo's; ``gpu`` is GPU-sized (64 px, 12 slots, 2-6
+objects, widths 64, batch 64) and, with ``--minutes M``, trains for as many steps as fit in
+M minutes (the step time is measured first on the device):
+
+    python benchmarks/discovery.py --recipe gpu --minutes 8 --train-sets textured \
+        --models cut slot_attention --seeds 0 --out benchmarks/results/discovery_gpu
+
+``--dry-run`` shrinks any recipe to a few steps on 16 px images on the CPU: the whole path
+(training, evaluation, tables, figures) in seconds, as the tests run it.
+
+Finished runs are kept in ``--work`` (``<train set>/<model>_seed<k>/result.json``) and reused
+by later invocations, so a long benchmark can be run piecewise. Writes
+``<out>.json``, ``<out>.md`` and ``<out>_curves.png`` over every kept run, and the
+decomposition figures of the first seed as ``<out>_<model>_<set>.png``.
 """
 
 from __future__ import annotations
@@ -22,121 +45,252 @@ import shutil
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from cutslots.cli import demo_config
 from cutslots.config import config_from_dict
-from cutslots.experiments.discovery import run_experiment
-from cutslots.qp import GridCutQP
+from cutslots.evaluation import grouping_verdict
+from cutslots.experiments.discovery import build_model, read_scalars, run_experiment
+from cutslots.figures import ari_time_figure
+from cutslots.train.distributed import context_from_env, resolve_device
 
 RESULTS = Path("benchmarks") / "results"
-SETS = ("textured", "camo", "ood")
-METRICS = ("ari_fg", "miou", "mse")
+# Model name -> model-section overrides of the demo recipe.
+MODELS: dict[str, dict[str, Any]] = {
+    "cut": {"kind": "cut"},
+    "cut_identity": {"kind": "cut", "cut_relaxation": "identity"},
+    "cut_green_filter": {"kind": "cut", "cut_relaxation": "green_filter"},
+    "cut_no_position": {"kind": "cut", "position_embedding": False},
+    "cut_no_background": {"kind": "cut", "background_slot": False},
+    "cut_released": {"kind": "cut", "cut_form": "released"},
+    "cut_init_x10": {"kind": "cut", "cut_init_scale": 10.0},
+    "cut_masked_mean": {"kind": "cut", "slot_pooling": "masked_mean"},
+    "slot_attention": {"kind": "slot_attention"},
+}
+# Training set -> the sets its models are evaluated on (the first is its own test split).
+EVAL_SETS: dict[str, tuple[str, ...]] = {"shapes": ("shapes",), "textured": ("textured", "camo", "ood")}
+DECODER = ("ari_fg", "miou", "mse")
+GROUPING = ("grouping_ari_fg", "grouping_miou", "static_ari_fg", "static_miou", "image_dependence")
 
 
-def cut_layer_seconds(batch: int, parts: int, grid: int, repeats: int = 5) -> float:
-    """Forward + backward of the cut QPs one training step solves (``batch * parts`` QPs)."""
-    qp = GridCutQP(grid, grid, gamma=1.0)
-    w = torch.rand(batch * parts, 6, grid, grid)
-    grad = torch.randn(batch * parts, grid, grid)
-    times = []
-    for _ in range(repeats + 1):
-        x = w.clone().requires_grad_(True)
-        start = time.perf_counter()
-        (qp(x).p * grad).sum().backward()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[1:])
+def gpu_recipe(out_dir: str) -> dict[str, Any]:
+    """A GPU-sized synthetic run: 64 px, 12 slots, 2-6 objects, widths 64, batch 64."""
+    raw = demo_config(out_dir)
+    raw["model"].update(num_slots=12, slot_dim=64, encoder_channels=64, decoder_channels=64,
+                        partition_hidden=64)
+    raw["data"].update(image_size=64, num_train=10_000, num_eval=256, min_objects=2, max_objects=6)
+    raw["train"].update(batch_size=64, lr=4e-4, warmup_steps=500, decay_steps=10_000,
+                        eval_every=250, log_every=50, checkpoint_every=1000, device="cuda")
+    return raw
+
+
+def dry_run(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` shrunk to seconds on the CPU: 16 px, 3 slots, widths 8, 3 steps, 4 test images."""
+    raw["model"].update(num_slots=3, slot_dim=8, encoder_channels=8, decoder_channels=8,
+                        partition_hidden=8)
+    raw["data"].update(image_size=16, num_train=8, num_eval=4, min_objects=1, max_objects=2)
+    raw["train"].update(steps=3, batch_size=4, warmup_steps=0, eval_every=1, log_every=1,
+                        checkpoint_every=None, device="cpu")
+    return raw
+
+
+RECIPES = {"cpu": demo_config, "gpu": gpu_recipe}
+
+
+def run_config(recipe: str, train_set: str, model: str, seed: int, steps: int | None, out_dir: Path,
+               dry: bool = False) -> dict[str, Any]:
+    """``recipe`` trained on ``train_set`` with ``model``'s grouping and ``seed``."""
+    raw = RECIPES[recipe](str(out_dir))
+    if dry:
+        raw = dry_run(raw)
+    raw["name"] = f"bench-{recipe}-{train_set}-{model}-{seed}"
+    raw["model"].update(MODELS[model])
+    raw["data"].update(variant=train_set, eval_variants=list(EVAL_SETS[train_set][1:]), seed=0)
+    raw["train"]["seed"] = seed  # same data for every run; the seed varies the model
+    if steps is not None:
+        raw["train"]["steps"] = steps
+    return raw
+
+
+def train_one(raw: dict[str, Any], train_set: str, model: str, seed: int, out_dir: Path) -> dict[str, Any]:
+    """Train and evaluate the run ``raw``, or read it back from ``out_dir`` if it finished."""
+    result_path = out_dir / "result.json"
+    if result_path.is_file():
+        result = json.loads(result_path.read_text())
+        if result["config"] == raw:
+            return result
+    shutil.rmtree(out_dir, ignore_errors=True)
+    start = time.perf_counter()
+    report = run_experiment(config_from_dict(raw, source="benchmark"))
+    wall = time.perf_counter() - start
+    curves = read_scalars(out_dir)
+    result = {
+        "config": raw, "train_set": train_set, "model": model, "seed": seed, "wall_s": wall,
+        "train_s": curves["train/seconds"][1][-1], "metrics": report["metrics"],
+        "curves": {name: curves[name] for name in curves
+                   if name == "train/seconds" or name.endswith(("/ari_fg", "/grouping_ari_fg", "/static_ari_fg"))},
+    }
+    result_path.write_text(json.dumps(result, indent=1))
+    print(f"{train_set} {model} seed {seed}: {wall:.0f} s, " + ", ".join(
+        f"{name} ARI-FG {m['ari_fg']['mean']:.3f} / grouping {m.get('grouping_ari_fg', {}).get('mean', float('nan')):.3f}"
+        for name, m in report["metrics"].items()), flush=True)
+    return result
+
+
+def steps_within(raw: dict[str, Any], seconds: float, probe: int = 10) -> int:
+    """How many training steps of ``raw``'s model and batch fit in ``seconds``, from the time of
+    ``probe`` steps on random images on its device (after 3 warm-up steps; at least 1)."""
+    config = config_from_dict(raw, source="benchmark")
+    device = resolve_device(config.train.device, context_from_env())
+    model = build_model(config.model, config.data.image_size).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
+    size = config.data.image_size
+    images = torch.rand(config.train.batch_size, 3, size, size, device=device)
+    for i in range(3 + probe):
+        if i == 3:
+            sync(device)
+            start = time.perf_counter()
+        loss = model.loss(images, model(images))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    sync(device)
+    step_s = (time.perf_counter() - start) / probe
+    steps = max(1, int(seconds / step_s))
+    print(f"{raw['name']}: {step_s:.3f} s per step on {device} -> {steps} steps in {seconds:.0f} s", flush=True)
+    return steps
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def summarize_runs(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """{train set: {model: {eval set: {metric: {mean, std, n}}, "train_s": ...}}} over seeds."""
+    summary: dict[str, Any] = {}
+    for r in results:
+        summary.setdefault(r["train_set"], {}).setdefault(r["model"], []).append(r)
+    out: dict[str, Any] = {}
+    for train_set, models in summary.items():
+        out[train_set] = {}
+        for model, runs in models.items():
+            entry: dict[str, Any] = {"seeds": [r["seed"] for r in runs],
+                                     "train_s": statistics.mean(r["train_s"] for r in runs)}
+            for name in EVAL_SETS[train_set]:
+                metrics = [r["metrics"][name] for r in runs]
+                keys = [k for k in DECODER + GROUPING if k in metrics[0]]
+                entry[name] = {k: {"mean": statistics.mean(m[k]["mean"] for m in metrics),
+                                   "std": statistics.pstdev(m[k]["mean"] for m in metrics)} for k in keys}
+            out[train_set][model] = entry
+    return out
+
+
+def _cell(m: dict[str, Any], key: str, percent: bool = True) -> str:
+    if key not in m:
+        return "–"
+    scale = 100 if percent else 1
+    digits = 1 if percent else 3
+    return f"{scale * m[key]['mean']:.{digits}f} ± {scale * m[key]['std']:.{digits}f}"
+
+
+def render(summary: dict[str, Any], results: list[dict[str, Any]]) -> str:
+    first = results[0]["config"]
+    lines = [
+        "# Object discovery on the synthetic scenes (CPU)",
+        "",
+        f"Recipe: `cutslots.cli.demo_config` ({first['data']['image_size']} px, {first['model']['num_slots']} slots, "
+        f"{first['data']['min_objects']}-{first['data']['max_objects']} objects, batch {first['train']['batch_size']}, "
+        f"{first['train']['steps']} steps, lr {first['train']['lr']}); mean ± std over seeds of the per-set means "
+        f"({first['data']['num_eval']} test images per set). ARI-FG and mIoU in %. *Grouping*: the argmax of the "
+        "k-partition (cut models) or of the attention (Slot Attention); *static*: every image given the "
+        "dataset-mean grouping masks; *dependence*: mean |grouping masks - their dataset mean|.",
+        "",
+    ]
+    for train_set, models in summary.items():
+        for name in EVAL_SETS[train_set]:
+            lines += [f"## Trained on `{train_set}`, evaluated on `{name}`", "",
+                      "| model | seeds | train time (s) | decoder ARI-FG | decoder mIoU | grouping ARI-FG | "
+                      "grouping mIoU | static ARI-FG | dependence | grouping vs static |",
+                      "|---|---|---|---|---|---|---|---|---|---|"]
+            for model, entry in models.items():
+                m = entry[name]
+                verdict = grouping_verdict(m) or "–"
+                lines.append(
+                    f"| {model} | {len(entry['seeds'])} | {entry['train_s']:.0f} | {_cell(m, 'ari_fg')} | "
+                    f"{_cell(m, 'miou')} | {_cell(m, 'grouping_ari_fg')} | {_cell(m, 'grouping_miou')} | "
+                    f"{_cell(m, 'static_ari_fg')} | {_cell(m, 'image_dependence', percent=False)} | "
+                    f"{verdict.split(':')[0]} |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def curves_by_model(results: list[dict[str, Any]], train_set: str) -> dict[str, list[dict[str, list[float]]]]:
+    """Per model, per seed: training seconds and ARI-FG of the decoder / grouping at each
+    periodic evaluation of the training set's own test split."""
+    out: dict[str, list[dict[str, list[float]]]] = {}
+    for r in results:
+        if r["train_set"] != train_set:
+            continue
+        seconds_steps, seconds = r["curves"]["train/seconds"]
+        clock = dict(zip(seconds_steps, seconds))
+        seed_curves: dict[str, list[float]] = {}
+        for kind, key in (("decoder", "ari_fg"), ("grouping", "grouping_ari_fg")):
+            name = f"eval/{train_set}/{key}"
+            if name in r["curves"]:
+                steps, values = r["curves"][name]
+                seed_curves[f"{kind}_t"] = [clock[s] for s in steps]
+                seed_curves[kind] = values
+        out.setdefault(r["model"], []).append(seed_curves)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--train-sets", nargs="+", default=list(EVAL_SETS), choices=list(EVAL_SETS))
+    parser.add_argument("--models", nargs="+", default=["cut", "cut_identity", "cut_green_filter", "slot_attention"],
+                        choices=list(MODELS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=None, help="default: the recipe's")
+    parser.add_argument("--recipe", choices=list(RECIPES), default="cpu")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="train each run for the steps that fit in this many minutes (measured)")
+    parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU, a few steps")
     parser.add_argument("--work", type=Path, default=Path("runs/bench_discovery"))
     parser.add_argument("--out", type=Path, default=RESULTS / "discovery")
     args = parser.parse_args(argv)
 
-    runs: dict[str, list[dict]] = {"cut": [], "slot_attention": []}
+    if args.minutes is not None and args.steps is not None:
+        parser.error("--minutes and --steps exclude each other")
     for seed in args.seeds:
-        for kind in runs:
-            out_dir = args.work / f"{kind}_seed{seed}"
-            shutil.rmtree(out_dir, ignore_errors=True)
-            raw = demo_config(str(out_dir), args.steps)
-            raw["name"] = f"bench-{kind}-{seed}"
-            raw["model"]["kind"] = kind
-            raw["train"]["seed"] = seed
-            raw["data"]["seed"] = 0  # same data for every run; the seed varies the model
-            start = time.perf_counter()
-            report = run_experiment(config_from_dict(raw, source="benchmark"))
-            wall = time.perf_counter() - start
-            runs[kind].append({"seed": seed, "wall_s": wall, "step_s": wall / args.steps, "metrics": report["metrics"]})
-            print(f"{kind} seed {seed}: {wall:.0f} s, " + ", ".join(
-                f"{s} ARI-FG {report['metrics'][s]['ari_fg']['mean']:.3f} mIoU {report['metrics'][s]['miou']['mean']:.3f}"
-                for s in SETS), flush=True)
-            if seed == args.seeds[0]:
-                for s in SETS:
-                    shutil.copy(out_dir / f"decomposition_{s}.png", args.out.parent / f"discovery_{kind}_{s}.png")
-
-    cfg = demo_config()
-    batch, slots, grid = cfg["train"]["batch_size"], cfg["model"]["num_slots"], cfg["data"]["image_size"] // 2
-    # The background partition solves k + 1 cuts (fg/bg pair + k - 1 objects).
-    cut_s = cut_layer_seconds(batch, slots + 1, grid)
-    summary: dict = {"steps": args.steps, "seeds": args.seeds, "config": cfg, "cut_layer_s_per_step": cut_s}
-    for kind, rs in runs.items():
-        summary[kind] = {
-            "step_s": statistics.mean(r["step_s"] for r in rs),
-            **{
-                s: {
-                    m: {
-                        "mean": statistics.mean(r["metrics"][s][m]["mean"] for r in rs),
-                        "std": statistics.pstdev(r["metrics"][s][m]["mean"] for r in rs),
-                    }
-                    for m in METRICS
-                }
-                for s in SETS
-            },
-        }
-    summary["cut_layer_fraction"] = cut_s / summary["cut"]["step_s"]
-    summary["runs"] = runs
+        for train_set in args.train_sets:
+            for model in args.models:
+                out_dir = args.work / train_set / f"{model}_seed{seed}"
+                raw = run_config(args.recipe, train_set, model, seed, args.steps, out_dir, args.dry_run)
+                if args.minutes is not None:
+                    raw["train"]["steps"] = steps_within(raw, 60 * args.minutes)
+                train_one(raw, train_set, model, seed, out_dir)
+    # Report over every finished run in the work folder, this invocation's or earlier ones.
+    results = [json.loads(p.read_text()) for p in sorted(args.work.glob("*/*/result.json"))]
+    order = {name: i for i, name in enumerate(MODELS)}
+    results.sort(key=lambda r: (list(EVAL_SETS).index(r["train_set"]), order[r["model"]], r["seed"]))
+    summary = summarize_runs(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
-    text = render(summary)
+    args.out.with_suffix(".json").write_text(json.dumps({"summary": summary, "runs": results}, indent=1))
+    text = render(summary, results)
     args.out.with_suffix(".md").write_text(text)
+    ari_time_figure({ts: curves_by_model(results, ts) for ts in summary}, args.out.with_name(args.out.name + "_curves.png"))
+    for r in results:
+        if r["seed"] == min(args.seeds):
+            run_dir = args.work / r["train_set"] / f"{r['model']}_seed{r['seed']}"
+            for name in EVAL_SETS[r["train_set"]]:
+                figure = run_dir / f"decomposition_{name}.png"
+                if figure.is_file():
+                    shutil.copy(figure, args.out.with_name(f"{args.out.name}_{r['model']}_{name}.png"))
     print(text)
     return 0
-
-
-def render(summary: dict) -> str:
-    cfg = summary["config"]
-    lines = [
-        "# Object discovery: cut model vs Slot Attention (synthetic scenes, CPU)",
-        "",
-        f"{summary['steps']} steps, batch {cfg['train']['batch_size']}, {cfg['data']['image_size']} px, "
-        f"{cfg['model']['num_slots']} slots, {cfg['data']['min_objects']}-{cfg['data']['max_objects']} objects; "
-        f"trained on `textured`; seeds {summary['seeds']}; mean ± std over seeds of the per-set means "
-        f"({cfg['data']['num_eval']} test images per set). ARI-FG and mIoU in %, MSE summed per image.",
-        "",
-        "| model | set | ARI-FG | mIoU | MSE |",
-        "|---|---|---|---|---|",
-    ]
-    for kind in ("cut", "slot_attention"):
-        for s in SETS:
-            m = summary[kind][s]
-            lines.append(
-                f"| {kind} | {s} | {100 * m['ari_fg']['mean']:.1f} ± {100 * m['ari_fg']['std']:.1f} "
-                f"| {100 * m['miou']['mean']:.1f} ± {100 * m['miou']['std']:.1f} "
-                f"| {m['mse']['mean']:.1f} ± {m['mse']['std']:.1f} |"
-            )
-    lines += [
-        "",
-        f"Wall-clock per step (training + its share of start-up and final evaluation): cut "
-        f"{summary['cut']['step_s']:.3f} s, Slot Attention {summary['slot_attention']['step_s']:.3f} s.",
-        f"Cut QP layer (forward + backward of the step's {cfg['train']['batch_size']} x "
-        f"{cfg['model']['num_slots'] + 1} QPs, timed alone): {summary['cut_layer_s_per_step']:.4f} s, "
-        f"{100 * summary['cut_layer_fraction']:.1f}% of the cut model's step.",
-    ]
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

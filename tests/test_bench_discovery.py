@@ -1,0 +1,66 @@
+"""The discovery benchmark's whole path at tiny size on the CPU (``--dry-run``): training,
+evaluation, reuse of finished runs, tables and figures; and the GPU recipe's time budget."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_discovery", ROOT / "benchmarks" / "discovery.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dry_run_writes_tables_curves_and_figures_and_reuses_finished_runs(bench, tmp_path, capsys):
+    work, out = tmp_path / "work", tmp_path / "results" / "disc"
+    args = ["--dry-run", "--train-sets", "shapes", "textured", "--models", "cut", "slot_attention",
+            "--seeds", "0", "1", "--work", str(work), "--out", str(out)]
+    assert bench.main(args) == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    runs = report["runs"]
+    assert len(runs) == 2 * 2 * 2
+    for r in runs:
+        assert r["config"]["train"]["steps"] == 3 and r["config"]["data"]["image_size"] == 16
+        assert set(r["metrics"]) == set(bench.EVAL_SETS[r["train_set"]])
+        steps, seconds = r["curves"]["train/seconds"]
+        assert steps == [1, 2, 3] and seconds == sorted(seconds)
+    summary = report["summary"]
+    cut = summary["textured"]["cut"]
+    assert cut["seeds"] == [0, 1]
+    for name in ("textured", "camo", "ood"):
+        values = [r["metrics"][name]["grouping_ari_fg"]["mean"] for r in runs
+                  if r["train_set"] == "textured" and r["model"] == "cut"]
+        assert cut[name]["grouping_ari_fg"]["mean"] == pytest.approx(sum(values) / 2)
+    text = out.with_suffix(".md").read_text()
+    assert "## Trained on `textured`, evaluated on `camo`" in text
+    assert text.count("| slot_attention | 2 |") == 4  # one row per evaluated set
+    with Image.open(out.with_name("disc_curves.png")) as img:
+        assert img.format == "PNG" and img.width > 0
+    assert out.with_name("disc_slot_attention_ood.png").is_file()
+
+    # A second invocation finds every run finished: nothing is retrained.
+    stamps = {p: p.stat().st_mtime_ns for p in work.glob("*/*/checkpoint.pt")}
+    capsys.readouterr()
+    assert bench.main(args) == 0
+    assert {p: p.stat().st_mtime_ns for p in work.glob("*/*/checkpoint.pt")} == stamps
+    assert "seed 0:" not in capsys.readouterr().out  # no run reported as trained
+
+
+def test_gpu_recipe_is_gpu_sized_and_minutes_pick_the_steps(bench, tmp_path, monkeypatch):
+    raw = bench.gpu_recipe(str(tmp_path))
+    assert (raw["data"]["image_size"], raw["model"]["num_slots"], raw["train"]["device"]) == (64, 12, "cuda")
+    # The time budget: steps = budget / measured step time (here on the CPU at dry size).
+    dry = bench.dry_run(bench.gpu_recipe(str(tmp_path)))
+    times = iter([0.0, 0.5])  # the probe's start and end: 10 steps in 0.5 s
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(times))
+    assert bench.steps_within(dry, seconds=6.0) == 120
