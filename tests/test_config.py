@@ -109,6 +109,10 @@ def test_overrides_use_yaml_scalar_semantics(tmp_path: Path) -> None:
     ("train:\n  decay_rate: 1.5\n", "train.decay_rate", "(0, 1]"),
     ("train:\n  device: gpu\n", "train.device", "'cuda:N'"),
     ("data:\n  dataset: clevrtex\n", "data.root", "required"),
+    ("model:\n  decoder_broadcast: 12\n", "model.decoder_broadcast", "data.image_size (128) / 2**n"),
+    ("model:\n  cut_relaxation: exact\n", "model.cut_relaxation", "'identity', 'green_filter'"),
+    ("model:\n  slot_pooling: max\n", "model.slot_pooling", "'mean', 'masked_mean'"),
+    ("model:\n  cut_init_scale: 0\n", "model.cut_init_scale", "> 0"),
 ])
 def test_bad_values_name_key_and_file(tmp_path: Path, body: str, key: str,
                                       expected: str) -> None:

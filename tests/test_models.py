@@ -135,10 +135,12 @@ def test_encoder_accepts_rounding_noise_outside_unit_range() -> None:
 # ---------------------------------------------------------------- decoder
 
 
-@pytest.mark.parametrize("out_size", [32, 64, 128])
-def test_decoder_shapes_and_masks(out_size: int) -> None:
+@pytest.mark.parametrize(("out_size", "broadcast"), [(32, 8), (64, 8), (128, 8), (32, 32)])
+def test_decoder_shapes_and_masks(out_size: int, broadcast: int) -> None:
     torch.manual_seed(0)
-    dec = SpatialBroadcastDecoder(slot_dim=6, out_size=out_size, broadcast=8, channels=4)
+    dec = SpatialBroadcastDecoder(slot_dim=6, out_size=out_size, broadcast=broadcast, channels=4)
+    strided = [m for m in dec.net if isinstance(m, nn.ConvTranspose2d) and m.stride == (2, 2)]
+    assert len(strided) == int(np.log2(out_size // broadcast))  # one doubling per factor 2
     with torch.no_grad():
         recons, masks, image = dec(torch.randn(2, 3, 6))
     assert recons.shape == (2, 3, 3, out_size, out_size)

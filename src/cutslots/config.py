@@ -152,6 +152,9 @@ class ModelConfig(_Section):
     encoder_channels: Optional[int] = None  # None: 64 for "cnn", 100 for "resnet"
     resnet_blocks: int = 4
     decoder_channels: int = 64
+    # Side of the grid the decoder broadcasts each slot onto (8: Slot Attention's CLEVR decoder,
+    # doubled up to the image size); the image size (no upsampling) is the Watters et al. form.
+    decoder_broadcast: int = 8
     partition_hidden: int = 64  # width of the CNN that outputs the cut weights
     weight_activation: Literal["softplus", "relu", "none"] = "softplus"
     cut_form: Literal["paper", "released"] = "paper"
@@ -170,7 +173,7 @@ class ModelConfig(_Section):
 
     def _check_ranges(self) -> None:
         for name in ("num_slots", "slot_dim", "slot_attention_iters", "resnet_blocks",
-                     "decoder_channels", "partition_hidden"):
+                     "decoder_channels", "partition_hidden", "decoder_broadcast"):
             _require(getattr(self, name) >= 1, name, "an int >= 1", getattr(self, name))
         for name in ("gamma", "temperature", "bg_temperature", "matching_gamma",
                      "matching_temperature", "cut_init_scale"):
@@ -266,6 +269,11 @@ class ExperimentConfig(_Section):
 
     def _check_ranges(self) -> None:
         _require(bool(self.name.strip()), "name", "a non-empty string", self.name)
+        ratio, remainder = divmod(self.data.image_size, self.model.decoder_broadcast)
+        if remainder or ratio & (ratio - 1):
+            raise ConfigError("model.decoder_broadcast", f"expected data.image_size "
+                              f"({self.data.image_size}) / 2**n for some n >= 0, "
+                              f"got {self.model.decoder_broadcast}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -69,6 +69,7 @@ def build_model(model: ModelConfig, image_size: int) -> SlotAutoencoder:
         encoder_channels=model.encoder_channels,
         resnet_blocks=model.resnet_blocks,
         decoder_channels=model.decoder_channels,
+        decoder_broadcast=model.decoder_broadcast,
     )
     if model.kind == "slot_attention":
         return build_slot_attention_autoencoder(iters=model.slot_attention_iters, **common)

@@ -19,8 +19,9 @@ from cutslots.qp.grid_graph import CutForm
 
 EncoderKind = Literal["cnn", "resnet"]
 ENCODERS: tuple[str, ...] = ("cnn", "resnet")
-# The decoder broadcasts slots onto this grid and doubles it up to the image size.
-_DECODER_BROADCAST = 8
+# The decoder broadcasts slots onto this grid and doubles it up to the image size (Slot
+# Attention's CLEVR decoder); a larger grid (up to the image size) has fewer upsamplings.
+DECODER_BROADCAST = 8
 # The encoder's first convolution halves the image side (paper App. D: 128 px -> 64 x 64).
 _ENCODER_DOWNSAMPLING = 2
 
@@ -28,10 +29,10 @@ _ENCODER_DOWNSAMPLING = 2
 def _feature_size(image_size: int) -> int:
     """Side of the encoder's feature grid; checks that the decoder can reach ``image_size``."""
     check_positive_int("image_size", image_size)
-    ratio, remainder = divmod(image_size, _DECODER_BROADCAST)
+    ratio, remainder = divmod(image_size, DECODER_BROADCAST)
     if remainder != 0 or ratio < 2 or ratio & (ratio - 1) != 0:
         raise ValueError(
-            f"image_size must be {_DECODER_BROADCAST} * 2**n with n >= 1 (16, 32, 64, 128, ...), "
+            f"image_size must be {DECODER_BROADCAST} * 2**n with n >= 1 (16, 32, 64, 128, ...), "
             f"got {image_size}"
         )
     return image_size // _ENCODER_DOWNSAMPLING
@@ -62,6 +63,7 @@ def build_cut_autoencoder(
     encoder_channels: int | None = None,
     resnet_blocks: int = 4,
     decoder_channels: int = 64,
+    decoder_broadcast: int = DECODER_BROADCAST,
     partition_hidden: int = 64,
     mlp_hidden: int = 128,
     weight_activation: WeightActivation = "softplus",
@@ -77,7 +79,9 @@ def build_cut_autoencoder(
 
     Images are ``image_size`` square (a power of two >= 16); features are
     ``image_size // 2`` square. ``encoder_channels=None`` uses the encoder's default width.
-    Other arguments: see :class:`CutSlotGrouping` and :mod:`cutslots.models.encoders`.
+    ``decoder_broadcast``: the grid the spatial broadcast decoder starts from (see
+    :class:`~cutslots.models.decoder.SpatialBroadcastDecoder`). Other arguments: see
+    :class:`CutSlotGrouping` and :mod:`cutslots.models.encoders`.
     """
     size = _feature_size(image_size)
     enc = _encoder(encoder, encoder_channels, resnet_blocks, size)
@@ -88,7 +92,7 @@ def build_cut_autoencoder(
         form=form, engine=engine, relaxation=relaxation, init_scale=init_scale,
         position_embedding=position_embedding, pooling=pooling,
     )
-    decoder = SpatialBroadcastDecoder(slot_dim, image_size, _DECODER_BROADCAST, decoder_channels)
+    decoder = SpatialBroadcastDecoder(slot_dim, image_size, decoder_broadcast, decoder_channels)
     return SlotAutoencoder(enc, grouping, decoder)
 
 
@@ -101,6 +105,7 @@ def build_slot_attention_autoencoder(
     encoder_channels: int | None = None,
     resnet_blocks: int = 4,
     decoder_channels: int = 64,
+    decoder_broadcast: int = DECODER_BROADCAST,
     mlp_hidden: int = 128,
 ) -> SlotAutoencoder:
     """The Slot Attention baseline with the same encoder and decoder as
@@ -110,5 +115,5 @@ def build_slot_attention_autoencoder(
     grouping = SlotAttentionGrouping(
         enc.channels, num_slots, slot_dim, iters, (size, size), mlp_hidden
     )
-    decoder = SpatialBroadcastDecoder(slot_dim, image_size, _DECODER_BROADCAST, decoder_channels)
+    decoder = SpatialBroadcastDecoder(slot_dim, image_size, decoder_broadcast, decoder_channels)
     return SlotAutoencoder(enc, grouping, decoder)
