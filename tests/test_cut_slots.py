@@ -156,17 +156,30 @@ def test_grouping_rejects_features_off_its_grid() -> None:
         model(torch.rand(1, 3, 16, 16))
 
 
-def test_without_position_embedding_the_partition_sees_the_raw_features() -> None:
+@pytest.mark.parametrize("use", ["none", "pool_only"])
+def test_without_position_in_the_cut_the_partition_sees_the_raw_features(use: str) -> None:
     torch.manual_seed(0)
     grouping = CutSlotGrouping(C, 3, 7, H, W, gamma=0.5, partition_hidden=8, mlp_hidden=16,
-                               position_embedding=False)
-    assert not any("position" in name for name, _ in grouping.named_parameters())
+                               position_embedding=use)
+    assert any("position" in name for name, _ in grouping.named_parameters()) == (use == "pool_only")
     features = _features()
+    if use == "pool_only":
+        with torch.no_grad():
+            grouping.position.embedding.normal_()
     with torch.no_grad():
         out = grouping(features)
-        torch.testing.assert_close(out["masks"], grouping.partition(features).masks)
-    with pytest.raises(TypeError, match="position_embedding"):
-        CutSlotGrouping(C, 3, 7, H, W, gamma=0.5, position_embedding=1)
+        masks = grouping.partition(features).masks
+    torch.testing.assert_close(out["masks"], masks)
+    # The slots pool what was not cut: features plus the position embedding, if any.
+    x = features.numpy()
+    if use == "pool_only":
+        x = x + grouping.position.embedding.detach().numpy()
+    pooled = np.einsum("bkhw,bchw->bkc", masks.numpy(), x) / (H * W)
+    with torch.no_grad():
+        slots = grouping.mlp(torch.from_numpy(pooled).float())
+    torch.testing.assert_close(out["slots"], slots, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="position_embedding"):
+        CutSlotGrouping(C, 3, 7, H, W, gamma=0.5, position_embedding=True)
 
 
 def test_bad_pooling_is_named() -> None:

@@ -162,7 +162,9 @@ class ModelConfig(_Section):
     # "green_filter" (those outputs smoothed by the relaxation's fixed filter (L_grid + 2I)^-1).
     cut_relaxation: Literal["cut", "identity", "green_filter"] = "cut"
     cut_init_scale: float = 1.0  # multiplies the initial weights of the cut CNN's last layer
-    position_embedding: bool = True  # the cut model's learned position embedding (Alg. 2)
+    # The cut model's learned position embedding: added to what is cut and pooled (Alg. 2),
+    # to the pooled features only (the cut sees appearance alone), or not at all.
+    position_embedding: Literal["cut_and_pool", "pool_only", "none"] = "cut_and_pool"
     # Slot pooling of the cut model: "mean" over the grid (Alg. 2) or over each part's mask.
     slot_pooling: Literal["mean", "masked_mean"] = "mean"
     slot_attention_iters: int = 3  # only used when kind == "slot_attention"

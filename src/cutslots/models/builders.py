@@ -12,7 +12,7 @@ from typing import Literal
 from cutslots.models.autoencoder import SlotAttentionGrouping, SlotAutoencoder
 from cutslots.models.decoder import SpatialBroadcastDecoder
 from cutslots.models.encoders import CNNEncoder, ResNetEncoder
-from cutslots.nn.cut_slots import CutSlotGrouping, Pooling
+from cutslots.nn.cut_slots import CutSlotGrouping, Pooling, PositionUse
 from cutslots.nn.partition import Relaxation, WeightActivation, check_positive_int
 from cutslots.qp.cut import Engine
 from cutslots.qp.grid_graph import CutForm
@@ -72,7 +72,7 @@ def build_cut_autoencoder(
     engine: Engine = "auto",
     relaxation: Relaxation = "cut",
     init_scale: float = 1.0,
-    position_embedding: bool = True,
+    position_embedding: PositionUse = "cut_and_pool",
     pooling: Pooling = "mean",
 ) -> SlotAutoencoder:
     """The cut model: encoder -> :class:`CutSlotGrouping` -> spatial broadcast decoder.

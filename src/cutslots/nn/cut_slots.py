@@ -1,7 +1,6 @@
 """Cut slot grouping (Pervez et al., 2023, Alg. 2).
 
-``CutSlotGrouping``: a learned position embedding is added to the encoder features (unless
-``position_embedding=False``), the
+``CutSlotGrouping``: a learned position embedding is added to the encoder features, the
 features are k-partitioned by relaxed s-t cuts (:mod:`cutslots.nn.partition`), each part's
 masked features are averaged over the H x W grid and an MLP turns the k averages into slots.
 It follows the grouping contract of :class:`cutslots.models.autoencoder.SlotAutoencoder`, so
@@ -13,6 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
 from cutslots.nn.partition import (BackgroundKPartition, KPartition, Relaxation, WeightActivation,
@@ -22,6 +22,10 @@ from cutslots.qp.cut import Engine
 from cutslots.qp.grid_graph import CutForm
 
 Pooling = Literal["mean", "masked_mean"]
+# Where the learned position embedding goes: into what is cut and what is pooled (Alg. 2),
+# into the pooled features only (the cut sees appearance alone), or nowhere.
+PositionUse = Literal["cut_and_pool", "pool_only", "none"]
+POSITION_USES: tuple[str, ...] = ("cut_and_pool", "pool_only", "none")
 POOLINGS: tuple[str, ...] = ("mean", "masked_mean")
 # Mask mass (in pixels) added to the denominator of the masked mean: a part with almost no
 # pixels gets a slot near 0 instead of its few pixels' features blown up.
@@ -31,7 +35,9 @@ _POOLING_EPS = 1.0
 class CutSlotGrouping(nn.Module):
     """features (B, C, H, W) -> {"slots": (B, k, slot_dim), "masks": (B, k, H, W)}.
 
-    slots = MLP(pool(partition(features + position).features)), k = num_slots, where ``pool``
+    slots = MLP(pool(masks, features + position)), masks = partition(features + position),
+    k = num_slots (``position_embedding="cut_and_pool"``, Alg. 2; ``"pool_only"`` cuts the
+    features without the position, ``"none"`` uses no position embedding), where ``pool``
     is the mean over the H x W grid of the masked features (``"mean"``, Alg. 2: a part's
     slot scales with its area) or their mean over the part itself, ``sum(m f) / (sum(m) + 1)``
     (``"masked_mean"``: a small part's slot describes its pixels as fully as a large one's).
@@ -50,7 +56,7 @@ class CutSlotGrouping(nn.Module):
         mlp_hidden: hidden width of the slot MLP.
         weight_activation, feature_mlp, form, engine, relaxation, init_scale: as
             :class:`KPartition`.
-        position_embedding: add the learned position embedding (Alg. 2) before partitioning.
+        position_embedding: ``"cut_and_pool"``, ``"pool_only"`` or ``"none"`` (above).
         pooling: ``"mean"`` or ``"masked_mean"`` (above).
     """
 
@@ -74,7 +80,7 @@ class CutSlotGrouping(nn.Module):
         engine: Engine = "auto",
         relaxation: Relaxation = "cut",
         init_scale: float = 1.0,
-        position_embedding: bool = True,
+        position_embedding: PositionUse = "cut_and_pool",
         pooling: Pooling = "mean",
     ) -> None:
         super().__init__()
@@ -88,10 +94,12 @@ class CutSlotGrouping(nn.Module):
             raise TypeError(f"background_slot must be a bool, got {type(background_slot).__name__}")
         if background_slot and num_slots < 2:
             raise ValueError(f"num_slots must be >= 2 with a background slot, got {num_slots}")
-        if not isinstance(position_embedding, bool):
-            raise TypeError(f"position_embedding must be a bool, got {type(position_embedding).__name__}")
+        if position_embedding not in POSITION_USES:
+            raise ValueError(f"position_embedding must be one of {POSITION_USES}, got {position_embedding!r}")
         self.num_slots, self.slot_dim = num_slots, slot_dim
-        self.position = LearnedPositionEmbedding(in_channels, height, width) if position_embedding else nn.Identity()
+        self.position_use = position_embedding
+        self.position = (nn.Identity() if position_embedding == "none"
+                         else LearnedPositionEmbedding(in_channels, height, width))
         options = dict(temperature=temperature, hidden=partition_hidden, weight_activation=weight_activation,
                        feature_mlp=feature_mlp, form=form, engine=engine, relaxation=relaxation,
                        init_scale=init_scale)
@@ -106,8 +114,13 @@ class CutSlotGrouping(nn.Module):
         )
 
     def forward(self, features: Tensor) -> dict[str, Tensor]:
-        out = self.partition(self.position(features))  # validates (B, C, H, W)
-        pooled = out.features.sum(dim=(-2, -1))  # (B, k, C)
+        positioned = self.position(features)  # validates (B, C, H, W)
+        out = self.partition(features if self.position_use == "pool_only" else positioned)
+        if self.position_use == "pool_only":  # pool what was not cut: features + position
+            values = positioned if self.partition.feature_mlp is None else self.partition.feature_mlp(positioned)
+            pooled = torch.einsum("bkhw,bchw->bkc", out.masks, values)  # (B, k, C)
+        else:
+            pooled = out.features.sum(dim=(-2, -1))  # (B, k, C)
         if self.pooling == "mean":
             pooled = pooled / (out.masks.shape[-2] * out.masks.shape[-1])
         else:
