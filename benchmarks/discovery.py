@@ -80,7 +80,7 @@ def gpu_recipe(out_dir: str) -> dict[str, Any]:
     """A GPU-sized synthetic run: 64 px, 12 slots, 2-6 objects, widths 64, batch 64."""
     raw = demo_config(out_dir)
     raw["model"].update(num_slots=12, slot_dim=64, encoder_channels=64, decoder_channels=64,
-                        partition_hidden=64)
+                        partition_hidden=64, decoder_broadcast=64)
     raw["data"].update(image_size=64, num_train=10_000, num_eval=256, min_objects=2, max_objects=6)
     raw["train"].update(batch_size=64, lr=4e-4, warmup_steps=500, decay_steps=10_000,
                         eval_every=250, log_every=50, checkpoint_every=1000, device="cuda")
@@ -90,7 +90,7 @@ def gpu_recipe(out_dir: str) -> dict[str, Any]:
 def dry_run(raw: dict[str, Any]) -> dict[str, Any]:
     """``raw`` shrunk to seconds on the CPU: 16 px, 3 slots, widths 8, 3 steps, 4 test images."""
     raw["model"].update(num_slots=3, slot_dim=8, encoder_channels=8, decoder_channels=8,
-                        partition_hidden=8)
+                        partition_hidden=8, decoder_broadcast=min(16, raw["model"].get("decoder_broadcast", 8)))
     raw["data"].update(image_size=16, num_train=8, num_eval=4, min_objects=1, max_objects=2)
     raw["train"].update(steps=3, batch_size=4, warmup_steps=0, eval_every=1, log_every=1,
                         checkpoint_every=None, device="cpu")
