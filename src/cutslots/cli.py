@@ -11,7 +11,7 @@ from pathlib import Path
 DEMO_OUT = "runs/demo"
 
 
-DEMO_STEPS = 1500
+DEMO_STEPS = 2000
 
 
 def demo_config(out_dir: str = DEMO_OUT, steps: int | None = None) -> dict:
@@ -31,8 +31,8 @@ def demo_config(out_dir: str = DEMO_OUT, steps: int | None = None) -> dict:
         "data": {"dataset": "synthetic", "variant": "shapes", "image_size": 32,
                  "num_train": 2000, "num_eval": 200, "min_objects": 2, "max_objects": 3,
                  "eval_variants": []},
-        "train": {"steps": DEMO_STEPS if steps is None else steps, "batch_size": 32, "lr": 1e-3,
-                  "warmup_steps": 200, "decay_steps": 4000, "log_every": 10, "eval_every": 250,
+        "train": {"steps": DEMO_STEPS if steps is None else steps, "batch_size": 16, "lr": 1e-3,
+                  "warmup_steps": 200, "decay_steps": 6000, "log_every": 10, "eval_every": 250,
                   "checkpoint_every": 500, "out_dir": out_dir, "device": "cpu"},
     }
 
