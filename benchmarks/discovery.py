@@ -129,6 +129,7 @@ def train_one(raw: dict[str, Any], train_set: str, model: str, seed: int, out_di
     curves = read_scalars(out_dir)
     result = {
         "config": raw, "train_set": train_set, "model": model, "seed": seed, "wall_s": wall,
+        "threads": torch.get_num_threads(),
         "train_s": curves["train/seconds"][1][-1], "metrics": report["metrics"],
         "curves": {name: curves[name] for name in curves
                    if name == "train/seconds" or name.endswith(("/ari_fg", "/grouping_ari_fg", "/static_ari_fg"))},
@@ -207,7 +208,9 @@ def render(summary: dict[str, Any], results: list[dict[str, Any]]) -> str:
         f"{first['train']['steps']} steps, lr {first['train']['lr']}); mean ± std over seeds of the per-set means "
         f"({first['data']['num_eval']} test images per set). ARI-FG and mIoU in %. *Grouping*: the argmax of the "
         "k-partition (cut models) or of the attention (Slot Attention); *static*: every image given the "
-        "dataset-mean grouping masks; *dependence*: mean |grouping masks - their dataset mean|.",
+        "dataset-mean grouping masks; *dependence*: mean |grouping masks - their dataset mean|. "
+        f"Train time: seconds in training steps with {sorted({r['threads'] for r in results})} torch "
+        "thread(s) per run; runs started side by side share the 2 cores.",
         "",
     ]
     for train_set, models in summary.items():
@@ -259,12 +262,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=None,
                         help="train each run for the steps that fit in this many minutes (measured)")
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU, a few steps")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--work", type=Path, default=Path("runs/bench_discovery"))
     parser.add_argument("--out", type=Path, default=RESULTS / "discovery")
     args = parser.parse_args(argv)
 
     if args.minutes is not None and args.steps is not None:
         parser.error("--minutes and --steps exclude each other")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     for seed in args.seeds:
         for train_set in args.train_sets:
             for model in args.models:
