@@ -113,6 +113,7 @@ def test_overrides_use_yaml_scalar_semantics(tmp_path: Path) -> None:
     ("model:\n  cut_relaxation: exact\n", "model.cut_relaxation", "'identity', 'green_filter'"),
     ("model:\n  slot_pooling: max\n", "model.slot_pooling", "'mean', 'masked_mean'"),
     ("model:\n  cut_init_scale: 0\n", "model.cut_init_scale", "> 0"),
+    ("model:\n  decoder_layers: 0\n", "model.decoder_layers", ">= 1"),
 ])
 def test_bad_values_name_key_and_file(tmp_path: Path, body: str, key: str,
                                       expected: str) -> None:

@@ -135,12 +135,16 @@ def test_encoder_accepts_rounding_noise_outside_unit_range() -> None:
 # ---------------------------------------------------------------- decoder
 
 
-@pytest.mark.parametrize(("out_size", "broadcast"), [(32, 8), (64, 8), (128, 8), (32, 32)])
-def test_decoder_shapes_and_masks(out_size: int, broadcast: int) -> None:
+@pytest.mark.parametrize(("out_size", "broadcast", "hidden_layers"),
+                         [(32, 8, 1), (64, 8, 1), (128, 8, 1), (32, 32, 1), (32, 32, 3)])
+def test_decoder_shapes_and_masks(out_size: int, broadcast: int, hidden_layers: int) -> None:
     torch.manual_seed(0)
-    dec = SpatialBroadcastDecoder(slot_dim=6, out_size=out_size, broadcast=broadcast, channels=4)
-    strided = [m for m in dec.net if isinstance(m, nn.ConvTranspose2d) and m.stride == (2, 2)]
+    dec = SpatialBroadcastDecoder(slot_dim=6, out_size=out_size, broadcast=broadcast, channels=4,
+                                  hidden_layers=hidden_layers)
+    convs = [m for m in dec.net if isinstance(m, nn.ConvTranspose2d)]
+    strided = [m for m in convs if m.stride == (2, 2)]
     assert len(strided) == int(np.log2(out_size // broadcast))  # one doubling per factor 2
+    assert sum(m.stride == (1, 1) and m.kernel_size == (5, 5) for m in convs) == hidden_layers
     with torch.no_grad():
         recons, masks, image = dec(torch.randn(2, 3, 6))
     assert recons.shape == (2, 3, 3, out_size, out_size)
@@ -177,6 +181,8 @@ def test_decoder_bad_arguments() -> None:
         SpatialBroadcastDecoder(4, out_size=4, broadcast=8)
     with pytest.raises(ValueError, match="slot_dim"):
         SpatialBroadcastDecoder(0)
+    with pytest.raises(ValueError, match="hidden_layers must be a positive int, got 0"):
+        SpatialBroadcastDecoder(4, out_size=16, broadcast=8, hidden_layers=0)
     dec = SpatialBroadcastDecoder(4, out_size=16, broadcast=8, channels=4)
     with pytest.raises(ValueError, match=r"slots.*\(B, K, 4\)"):
         dec(torch.randn(2, 3, 5))

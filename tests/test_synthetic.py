@@ -148,11 +148,25 @@ def test_unreadable_cache_file_is_reported(tmp_path: Path) -> None:
         (dict(min_objects=0), ValueError, "min_objects"),
         (dict(num_images=0), ValueError, "num_images"),
         (dict(seed=-1), ValueError, "seed"),
+        (dict(object_radius=(0.2, 0.1)), ValueError, "object_radius"),
+        (dict(object_radius=(0.1, 0.6)), ValueError, "object_radius"),
     ],
 )
 def test_invalid_arguments(kwargs: dict, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         SyntheticScenes(**kwargs)
+
+
+def test_object_radius_sets_the_drawn_radii_and_object_areas() -> None:
+    small = SyntheticScenes("shapes", size=64, num_images=30, min_objects=1, max_objects=1)
+    large = SyntheticScenes("shapes", size=64, num_images=30, min_objects=1, max_objects=1, object_radius=(0.25, 0.3))
+    radii = np.array([large.scene(i).objects[0].radius for i in range(30)])
+    assert radii.min() >= 0.25 * 64 and radii.max() <= 0.3 * 64
+    for i in range(30):
+        assert 0.09 * 64 <= small.scene(i).objects[0].radius <= 0.18 * 64
+    # One object per image, so its mask area is the drawn shape's area: larger radii, larger areas.
+    area = lambda ds: np.mean([(ds[i]["mask"] > 0).sum().item() for i in range(30)])  # noqa: E731
+    assert area(large) > 2 * area(small)
 
 
 def test_index_out_of_range() -> None:

@@ -15,6 +15,7 @@ from cutslots.models.decoder import SpatialBroadcastDecoder
 from cutslots.models.frame_pair import FramePairAutoencoder
 from cutslots.nn.matcher import SlotMatcher
 from cutslots.video_eval import (
+    ClipTracks,
     chain_identities,
     collate_clips,
     evaluate_tracks,
@@ -129,10 +130,25 @@ ORDERS = [[0, 1, 2], [2, 0, 1], [1, 2, 0], [2, 1, 0]]  # band k of frame t shows
 
 
 class BandGrouping(nn.Module):
-    """features (B, C, h, w) -> slot k = mean feature of vertical band k of 3."""
+    """features (B, C, h, w) -> slot k = mean feature of vertical band k of 3, its mask = band k."""
 
     def forward(self, features: Tensor) -> dict[str, Tensor]:
-        return {"slots": torch.stack([band.mean(dim=(-2, -1)) for band in features.chunk(3, dim=-1)], dim=1)}
+        slots = torch.stack([band.mean(dim=(-2, -1)) for band in features.chunk(3, dim=-1)], dim=1)
+        return {"slots": slots, "masks": _band_masks(features.shape[0], features.shape[-1])}
+
+
+def _band_masks(batch: int, size: int) -> Tensor:
+    """(batch, 3, size, size): mask k is 1 on vertical band k of 3."""
+    band = torch.arange(size) // (size // 3)  # (W,)
+    masks = (band[None, :] == torch.arange(3)[:, None]).float()  # (3, W)
+    return masks[None, :, None, :].expand(batch, 3, size, size)
+
+
+def _assert_grouping_masks_are_bands(tracks: ClipTracks) -> None:
+    # Slot k of every frame holds band k in that frame's own order: the grouping masks are the bands.
+    assert tracks.grouping_masks is not None and tracks.grouping_masks.shape == (1, 4, 3, 12, 12)
+    for t in range(4):
+        torch.testing.assert_close(tracks.grouping_masks[0, t], _band_masks(1, 12)[0])
 
 
 def _band_video() -> Tensor:
@@ -157,16 +173,19 @@ def _assert_tracks_follow_colours(matchings: Tensor) -> None:
 
 def test_single_frame_baseline_tracks_band_colours() -> None:
     model = SlotAutoencoder(nn.Identity(), BandGrouping(), _decoder())
-    masks, matchings = single_frame_tracks(model, _band_video())
-    assert masks.shape == (1, 4, 3, 12, 12) and matchings.shape == (1, 3, 3, 3)
-    _assert_tracks_follow_colours(matchings)
+    tracks = single_frame_tracks(model, _band_video())
+    assert tracks.masks.shape == (1, 4, 3, 12, 12) and tracks.matchings.shape == (1, 3, 3, 3)
+    _assert_tracks_follow_colours(tracks.matchings)
+    _assert_grouping_masks_are_bands(tracks)
 
 
 def test_frame_pair_model_tracks_band_colours_with_masks_in_each_frames_order() -> None:
     model = FramePairAutoencoder(nn.Identity(), BandGrouping(), _decoder(), SlotMatcher(3, 3, 1.0, 0.01))
-    masks, matchings = frame_pair_tracks(model, _band_video())
-    assert masks.shape == (1, 4, 3, 12, 12) and matchings.shape == (1, 3, 3, 3)
-    _assert_tracks_follow_colours(matchings)
+    tracks = frame_pair_tracks(model, _band_video())
+    masks = tracks.masks
+    assert masks.shape == (1, 4, 3, 12, 12) and tracks.matchings.shape == (1, 3, 3, 3)
+    _assert_tracks_follow_colours(tracks.matchings)
+    _assert_grouping_masks_are_bands(tracks)
     # Each frame is decoded from its own slots (the last one too, via the reversed pair), so the
     # mask of the slot showing a colour is the same in every frame.
     for colour in range(3):

@@ -171,11 +171,13 @@ class OracleSlots(nn.Module):
     green = frame index / 10. Object g sits in slot (g + t) % K of frame t (a different order
     every frame); its slot vector is one_hot(g) (``identity=True``, so Hungarian matching on
     inner products recovers the objects) or one_hot(slot index) (``identity=False``, so the
-    matching links slot i to slot i: the wrong object in every frame after the first)."""
+    matching links slot i to slot i: the wrong object in every frame after the first).
+    ``one_slot_grouping=True`` adds grouping masks at half resolution that put every pixel in
+    slot 0."""
 
-    def __init__(self, num_slots: int, identity: bool) -> None:
+    def __init__(self, num_slots: int, identity: bool, one_slot_grouping: bool = False) -> None:
         super().__init__()
-        self.num_slots, self.identity = num_slots, identity
+        self.num_slots, self.identity, self.one_slot_grouping = num_slots, identity, one_slot_grouping
         self.decoder = OracleDecoder()
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
@@ -187,7 +189,12 @@ class OracleSlots(nn.Module):
         owner = (k[None] - t[:, None]) % self.num_slots  # object held by slot k: (N, K)
         slots = nn.functional.one_hot(owner if self.identity else k.expand_as(owner), self.num_slots).float()
         _, masks, recon = self.decoder(masks, images)
-        return {"masks": masks, "slots": slots, "recon": recon}
+        out = {"masks": masks, "slots": slots, "recon": recon}
+        if self.one_slot_grouping:
+            grouping = torch.zeros(images.shape[0], self.num_slots, images.shape[2] // 2, images.shape[3] // 2)
+            grouping[:, 0] = 1.0
+            out["grouping_masks"] = grouping
+        return out
 
 
 class Clips(Dataset):
@@ -215,6 +222,25 @@ def test_evaluate_video_perfect_tracking() -> None:
     assert result["num_clips"] == 3
     for key in ("ari", "ari_fg", "matching_accuracy"):
         np.testing.assert_allclose(result["per_clip"][key], 1.0)
+
+
+def test_evaluate_video_scores_the_grouping_masks_with_the_same_tracks() -> None:
+    clips = Clips(3, steps=4)
+    result = evaluate_video(OracleSlots(3, identity=True, one_slot_grouping=True), clips, batch_size=2)
+    for key in ("ari", "ari_fg", "matching_accuracy"):
+        np.testing.assert_allclose(result["per_clip"][key], 1.0)
+    # Every pixel in slot 0 of every frame, tracked with the object-following links: slot 0 of
+    # frame t+1 continues slot K-1 of frame t, so slot 0 carries tracks 0, 2, 1, 0 in frames 0-3
+    # and no object keeps its track through it (accuracy 0).
+    np.testing.assert_allclose(result["per_clip"]["grouping_matching_accuracy"], 0.0)
+    for c in range(3):
+        true = clips[c]["mask"].numpy()  # (T, H, W)
+        tracks = np.broadcast_to(np.array([0, 2, 1, 0])[:, None, None], true.shape)
+        fg = true.ravel() > 0
+        assert result["per_clip"]["grouping_ari"][c] == pytest.approx(adjusted_rand_score(true.ravel(), tracks.ravel()))
+        assert result["per_clip"]["grouping_ari_fg"][c] == pytest.approx(
+            adjusted_rand_score(true.ravel()[fg], tracks.ravel()[fg]))
+    assert "grouping_ari" not in evaluate_video(OracleSlots(3, identity=True), Clips(1, steps=2))["per_clip"]
 
 
 def test_evaluate_video_wrong_links_against_sklearn() -> None:
@@ -256,6 +282,10 @@ def test_clip_outputs_frame_pair_model_agrees_with_hungarian_tracks() -> None:
     pair = model(video[:, 1:3])
     torch.testing.assert_close(out["masks"][:, 1], pair["masks"][:, 0])
     torch.testing.assert_close(out["matchings"][:, 1], pair["matching"])
+    # The grouping masks are each frame's k-partition, upsampled to the frame size.
+    partition = model.frame_slots(video[:, 1])["masks"]  # (B, K, h, w)
+    expected = torch.nn.functional.interpolate(partition, size=(16, 16), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(out["grouping_masks"][:, 1], expected)
 
 
 # ----------------------------------------------------------------- bad input
@@ -322,6 +352,9 @@ def test_run_writes_metrics_table_and_figures(cut_run: tuple[ExperimentConfig, d
     assert [c.strip() for c in table[0].split("|")] == ["Method", "ARI", "ARI-FG", "Matching acc."]
     cells = [c.strip() for c in table[2].split("|")]
     assert cells == ["Cut + matching"] + [table_cell(metrics[k]) for k in ("ari", "ari_fg", "matching_accuracy")]
+    cells = [c.strip() for c in table[3].split("|")]
+    assert cells == ["Cut + matching (grouping masks)"] + [
+        table_cell(metrics[f"grouping_{k}"]) for k in ("ari", "ari_fg", "matching_accuracy")]
     for name in ("clip_strip.png", "far_pair.png", "loss.png"):
         assert_png(out / name)
     assert (out / "checkpoint.pt").is_file() and (out / "config.yaml").is_file()

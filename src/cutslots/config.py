@@ -155,6 +155,7 @@ class ModelConfig(_Section):
     # Side of the grid the decoder broadcasts each slot onto (8: Slot Attention's CLEVR decoder,
     # doubled up to the image size); the image size (no upsampling) is the Watters et al. form.
     decoder_broadcast: int = 8
+    decoder_layers: int = 1  # stride-1 5x5 layers at the image size (Watters et al.: 4)
     partition_hidden: int = 64  # width of the CNN that outputs the cut weights
     weight_activation: Literal["softplus", "relu", "none"] = "softplus"
     cut_form: Literal["paper", "released"] = "paper"
@@ -175,7 +176,7 @@ class ModelConfig(_Section):
 
     def _check_ranges(self) -> None:
         for name in ("num_slots", "slot_dim", "slot_attention_iters", "resnet_blocks",
-                     "decoder_channels", "partition_hidden", "decoder_broadcast"):
+                     "decoder_channels", "partition_hidden", "decoder_broadcast", "decoder_layers"):
             _require(getattr(self, name) >= 1, name, "an int >= 1", getattr(self, name))
         for name in ("gamma", "temperature", "bg_temperature", "matching_gamma",
                      "matching_temperature", "cut_init_scale"):
@@ -207,6 +208,8 @@ class DataConfig(_Section):
     min_objects: int = 2  # synthetic and moving scenes only
     max_objects: int = 6
     num_frames: int = 24  # moving clips only
+    # Synthetic and moving scenes: (low, high) object radius, as fractions of the image size.
+    object_radius: tuple[float, ...] = (0.09, 0.18)
     cache_dir: Optional[str] = None  # where generated synthetic data is cached (None: no cache)
 
     def _check_ranges(self) -> None:
@@ -218,6 +221,9 @@ class DataConfig(_Section):
         _require(1 <= self.min_objects <= self.max_objects, "min_objects",
                  f"an int in [1, max_objects={self.max_objects}]", self.min_objects)
         _require(self.num_frames >= 2, "num_frames", "an int >= 2", self.num_frames)
+        low_high = self.object_radius
+        _require(len(low_high) == 2 and 0 < low_high[0] <= low_high[1] <= 0.5, "object_radius",
+                 "[low, high] with 0 < low <= high <= 0.5", list(low_high))
         if self.dataset in _DATASETS_ON_DISK and not self.root:
             raise ConfigError("root", f"required for dataset {self.dataset!r} (its directory)")
 

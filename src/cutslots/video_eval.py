@@ -23,11 +23,16 @@ is correct when ``links[t, b] == a``. The score is correct events / events (NaN 
 
 Baseline (Slot Attention): single-frame slots, consecutive frames matched by the Hungarian
 algorithm on slot inner products (:func:`inner_product_matchings`).
+
+Both trackers also return the grouping's own masks (:class:`ClipTracks`): tracked with the same
+matchings, they say whether the grouping (the k-partition, the attention) follows the objects
+through the clip, or only the decoder does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -202,25 +207,43 @@ def _check_video(video: Tensor) -> tuple[int, int]:
     return video.shape[0], video.shape[1]
 
 
+@dataclass(frozen=True)
+class ClipTracks:
+    """A model's tracking of B clips of T frames with K slots, each frame in its own slot order.
+
+    ``masks`` (B, T, K, H, W): the decoder masks; ``matchings`` (B, T-1, K, K); ``grouping_masks``
+    (B, T, K, h, w): the grouping's own masks (the k-partition, the attention), in the same slot
+    order, so the same matchings track them; None when the grouping returns no masks.
+    """
+
+    masks: Tensor
+    matchings: Tensor
+    grouping_masks: Tensor | None
+
+
 @torch.no_grad()
-def single_frame_tracks(model: nn.Module, video: Tensor) -> tuple[Tensor, Tensor]:
+def single_frame_tracks(model: nn.Module, video: Tensor) -> ClipTracks:
     """Baseline: a single-image autoencoder (e.g. Slot Attention's ``SlotAutoencoder``) on every
     frame, slots of consecutive frames matched by :func:`inner_product_matchings`.
 
-    video (B, T, 3, H, W) -> masks (B, T, K, H, W) (decoder masks), matchings (B, T-1, K, K).
+    video (B, T, 3, H, W) -> :class:`ClipTracks`.
     """
     batch, steps = _check_video(video)
     out = model(video.flatten(0, 1))
     if not isinstance(out, dict) or "masks" not in out or "slots" not in out:
         raise ValueError("model must return a dict with 'masks' (N, K, H, W) and 'slots' (N, K, D)")
-    slots = out["slots"].unflatten(0, (batch, steps))
-    return out["masks"].unflatten(0, (batch, steps)), inner_product_matchings(slots)
+    slots = out["slots"].unflatten(0, (batch, steps))  # (B, T, K, D)
+    grouping = out.get("grouping_masks")
+    return ClipTracks(
+        masks=out["masks"].unflatten(0, (batch, steps)),  # (B, T, K, H, W)
+        matchings=inner_product_matchings(slots),  # (B, T-1, K, K)
+        grouping_masks=None if grouping is None else grouping.unflatten(0, (batch, steps)),  # (B, T, K, h, w)
+    )
 
 
 @torch.no_grad()
-def frame_pair_tracks(model: FramePairAutoencoder, video: Tensor) -> tuple[Tensor, Tensor]:
-    """A frame-pair model on a clip: video (B, T, 3, H, W) -> masks (B, T, K, H, W), matchings
-    (B, T-1, K, K).
+def frame_pair_tracks(model: FramePairAutoencoder, video: Tensor) -> ClipTracks:
+    """A frame-pair model on a clip: video (B, T, 3, H, W) -> :class:`ClipTracks`.
 
     The matchings are the model's ``M`` for every pair (t, t+1). Frame t's masks come from
     decoding it in the frame-1 role (``s + r``) of its pair with frame t+1 (the last frame: with
@@ -229,14 +252,20 @@ def frame_pair_tracks(model: FramePairAutoencoder, video: Tensor) -> tuple[Tenso
     if not isinstance(model, FramePairAutoencoder):
         raise TypeError(f"model must be a FramePairAutoencoder, got {type(model).__name__}")
     batch, steps = _check_video(video)
-    slots = model.frame_slots(video.flatten(0, 1))["slots"].unflatten(0, (batch, steps))
+    grouped = model.frame_slots(video.flatten(0, 1))
+    slots = grouped["slots"].unflatten(0, (batch, steps))  # (B, T, K, D)
     pairs = model.decoder_slots(slots[:, :-1].flatten(0, 1), slots[:, 1:].flatten(0, 1))
     last = model.decoder_slots(slots[:, -1], slots[:, -2])
     frame_slots = torch.cat(
         [pairs["frame1"].unflatten(0, (batch, steps - 1)), last["frame1"][:, None]], dim=1
+    )  # (B, T, K, D)
+    _, masks, _ = model.decoder(frame_slots.flatten(0, 1))  # masks: (B * T, K, H, W)
+    grouping = grouped.get("masks")
+    return ClipTracks(
+        masks=masks.unflatten(0, (batch, steps)),
+        matchings=pairs["matching"].unflatten(0, (batch, steps - 1)),
+        grouping_masks=None if grouping is None else grouping.unflatten(0, (batch, steps)),
     )
-    _, masks, _ = model.decoder(frame_slots.flatten(0, 1))
-    return masks.unflatten(0, (batch, steps)), pairs["matching"].unflatten(0, (batch, steps - 1))
 
 
 def collate_clips(items: Sequence[Mapping[str, Tensor]]) -> dict[str, Tensor]:

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from cutslots.data.cache import load_or_build
 from cutslots.data.synthetic import (
     GENERATOR_VERSION,
+    RADIUS_RANGE,
     Scene,
     render_scene,
     sample_scene,
@@ -86,19 +87,23 @@ class MovingScenes(Dataset):
         seed: int = 0,
         variant: str = "textured",
         cache_dir: str | os.PathLike[str] | None = None,
+        *,
+        object_radius: tuple[float, float] = RADIUS_RANGE,
     ) -> None:
-        validate_scene_args(variant, split, size, num_videos, "num_videos", min_objects, max_objects, seed)
+        validate_scene_args(variant, split, size, num_videos, "num_videos", min_objects, max_objects, seed,
+                            object_radius)
         if isinstance(num_frames, bool) or not isinstance(num_frames, int):
             raise TypeError(f"num_frames must be an int, got {type(num_frames).__name__}")
         if num_frames < 2:
             raise ValueError(f"num_frames must be >= 2, got {num_frames}")
         self.variant, self.split, self.size, self.num_videos = variant, split, size, num_videos
         self.num_frames, self.min_objects, self.max_objects, self.seed = num_frames, min_objects, max_objects, seed
+        self.object_radius = object_radius
         self._arrays: dict[str, np.ndarray] | None = None
         if cache_dir is not None:
             params = {"generator": GENERATOR_VERSION, "variant": variant, "split": split, "size": size,
                       "num_videos": num_videos, "num_frames": num_frames, "min_objects": min_objects,
-                      "max_objects": max_objects, "seed": seed}
+                      "max_objects": max_objects, "seed": seed, "object_radius": list(object_radius)}
             self._arrays = load_or_build(cache_dir, f"moving-{variant}-{split}-{size}", params, self._build_all)
 
     def __len__(self) -> int:
@@ -110,7 +115,7 @@ class MovingScenes(Dataset):
             raise IndexError(f"index must be in [0, {self.num_videos}), got {index}")
         rng = scene_rng(self.STREAM, self.seed, self.split, index)
         num_objects = int(rng.integers(self.min_objects, self.max_objects + 1))
-        scene = sample_scene(rng, self.variant, self.size, num_objects)
+        scene = sample_scene(rng, self.variant, self.size, num_objects, self.object_radius)
         speed = self.size * rng.uniform(*SPEED_RANGE, size=num_objects)
         heading = rng.uniform(0.0, 2 * math.pi, size=num_objects)
         return MovingScene(scene, np.stack([speed * np.cos(heading), speed * np.sin(heading)], axis=1))

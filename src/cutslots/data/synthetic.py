@@ -40,7 +40,8 @@ MIN_SIZE = 16
 MAX_OBJECTS = 12  # placement with guaranteed visibility gets unreliable beyond this
 MIN_VISIBLE_PIXELS = 4
 MIN_VISIBLE_FRACTION = 0.3
-RADIUS_RANGE = (0.09, 0.18)  # object radius as a fraction of the image size
+RADIUS_RANGE = (0.09, 0.18)  # default object radius range, as fractions of the image size
+MAX_RADIUS = 0.5  # an object must fit in the image
 _MAX_PLACEMENT_TRIES = 500
 _NUM_WAVES = 6  # sinusoids summed into the smooth noise field
 
@@ -261,8 +262,10 @@ def _background_colors(rng: np.random.Generator, spec: VariantSpec) -> np.ndarra
     return np.stack([light, _color(rng, rng.uniform(), (0.0, 0.35), (0.1, 0.4))])
 
 
-def sample_scene(rng: np.random.Generator, variant: str, size: int, num_objects: int) -> Scene:
-    """Draw a background and ``num_objects`` objects placed so each stays visible (see module doc)."""
+def sample_scene(rng: np.random.Generator, variant: str, size: int, num_objects: int,
+                 radius_range: tuple[float, float] = RADIUS_RANGE) -> Scene:
+    """Draw a background and ``num_objects`` objects placed so each stays visible (see module doc);
+    object radii are uniform in ``radius_range`` (fractions of ``size``)."""
     spec = VARIANTS[variant]
     background_scale = 0.12 * size
     if spec.camouflage:
@@ -279,7 +282,7 @@ def sample_scene(rng: np.random.Generator, variant: str, size: int, num_objects:
     mask = np.zeros((size, size), dtype=np.int64)
     for k in range(1, num_objects + 1):
         for _ in range(_MAX_PLACEMENT_TRIES):
-            radius = size * rng.uniform(*RADIUS_RANGE)
+            radius = size * rng.uniform(*radius_range)
             if spec.camouflage:
                 texture = sample_texture(rng, family, palette, background_scale)
             else:
@@ -308,7 +311,8 @@ def sample_scene(rng: np.random.Generator, variant: str, size: int, num_objects:
 
 
 def validate_scene_args(variant: str, split: str, size: int, count: int, count_name: str,
-                        min_objects: int, max_objects: int, seed: int) -> None:
+                        min_objects: int, max_objects: int, seed: int,
+                        object_radius: tuple[float, float] = RADIUS_RANGE) -> None:
     """Shared argument checks of the scene datasets; raises ValueError/TypeError naming the argument."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
@@ -329,6 +333,13 @@ def validate_scene_args(variant: str, split: str, size: int, count: int, count_n
         )
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
+    if (not isinstance(object_radius, tuple) or len(object_radius) != 2
+            or not all(isinstance(r, float) for r in object_radius)
+            or not 0.0 < object_radius[0] <= object_radius[1] <= MAX_RADIUS):
+        raise ValueError(
+            f"object_radius must be a tuple (low, high) of floats with 0 < low <= high <= {MAX_RADIUS} "
+            f"(fractions of the image size), got {object_radius!r}"
+        )
 
 
 class SyntheticScenes(Dataset):
@@ -336,6 +347,7 @@ class SyntheticScenes(Dataset):
 
     Items are generated on access unless ``cache_dir`` is given, in which case the whole set is
     generated once, stored as one ``.npz`` keyed by all parameters and reloaded next time.
+    ``object_radius``: (low, high) range of object radii as fractions of ``size``.
     """
 
     STREAM = 1  # distinguishes this dataset's random streams from other generators
@@ -350,14 +362,19 @@ class SyntheticScenes(Dataset):
         max_objects: int = 6,
         seed: int = 0,
         cache_dir: str | os.PathLike[str] | None = None,
+        *,
+        object_radius: tuple[float, float] = RADIUS_RANGE,
     ) -> None:
-        validate_scene_args(variant, split, size, num_images, "num_images", min_objects, max_objects, seed)
+        validate_scene_args(variant, split, size, num_images, "num_images", min_objects, max_objects, seed,
+                            object_radius)
         self.variant, self.split, self.size, self.num_images = variant, split, size, num_images
         self.min_objects, self.max_objects, self.seed = min_objects, max_objects, seed
+        self.object_radius = object_radius
         self._arrays: dict[str, np.ndarray] | None = None
         if cache_dir is not None:
             params = {"generator": GENERATOR_VERSION, "variant": variant, "split": split, "size": size,
-                      "num_images": num_images, "min_objects": min_objects, "max_objects": max_objects, "seed": seed}
+                      "num_images": num_images, "min_objects": min_objects, "max_objects": max_objects, "seed": seed,
+                      "object_radius": list(object_radius)}
             self._arrays = load_or_build(cache_dir, f"synthetic-{variant}-{split}-{size}", params, self._build_all)
 
     def __len__(self) -> int:
@@ -369,7 +386,7 @@ class SyntheticScenes(Dataset):
             raise IndexError(f"index must be in [0, {self.num_images}), got {index}")
         rng = scene_rng(self.STREAM, self.seed, self.split, index)
         num_objects = int(rng.integers(self.min_objects, self.max_objects + 1))
-        return sample_scene(rng, self.variant, self.size, num_objects)
+        return sample_scene(rng, self.variant, self.size, num_objects, self.object_radius)
 
     def _build_all(self) -> dict[str, np.ndarray]:
         rendered = [render_scene(self.scene(i), self.size) for i in range(self.num_images)]

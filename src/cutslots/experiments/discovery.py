@@ -70,6 +70,7 @@ def build_model(model: ModelConfig, image_size: int) -> SlotAutoencoder:
         resnet_blocks=model.resnet_blocks,
         decoder_channels=model.decoder_channels,
         decoder_broadcast=model.decoder_broadcast,
+        decoder_layers=model.decoder_layers,
     )
     if model.kind == "slot_attention":
         return build_slot_attention_autoencoder(iters=model.slot_attention_iters, **common)
@@ -117,6 +118,7 @@ def build_dataset(data: DataConfig, split: str, variant: str | None = None) -> D
             max_objects=data.max_objects,
             seed=data.seed,
             cache_dir=data.cache_dir,
+            object_radius=data.object_radius,
         )
     if data.dataset == "clevr":
         return _clevr(data, split, variant, count, count_key)

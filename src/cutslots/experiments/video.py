@@ -15,9 +15,9 @@ train split for training, test split for evaluation) or ``"movi_a"`` (streamed
 
 ``run_video_experiment(config)`` trains through :func:`cutslots.train.loop.train`, then writes
 to ``train.out_dir``: ``checkpoint.pt``, ``config.yaml``, ``scalars.csv``, ``metrics.json``,
-``table2.txt`` (the paper's Table 2 layout), ``clip_strip.png`` (Fig. 5: per-track slot
-reconstructions over time), ``far_pair.png`` (Fig. 6: frames 5 and 20 matched directly) and
-``loss.png``. Tracking and the metrics are those of :mod:`cutslots.video_eval`.
+``table2.txt`` (the paper's Table 2 layout; a second row scores the grouping masks, tracked
+with the same matchings), ``clip_strip.png`` (Fig. 5: per-track slot reconstructions over time),
+``far_pair.png`` (Fig. 6: frames 5 and 20 matched directly) and ``loss.png``. Tracking and the metrics are those of :mod:`cutslots.video_eval`.
 """
 
 from __future__ import annotations
@@ -167,6 +167,7 @@ def build_video_dataset(data: DataConfig, split: Literal["train", "eval"], unit:
             seed=data.seed,
             variant=data.variant or "textured",
             cache_dir=data.cache_dir,
+            object_radius=data.object_radius,
         )
         if unit == "pairs":
             return FramePairs(videos)
@@ -194,32 +195,35 @@ def build_video_dataset(data: DataConfig, split: Literal["train", "eval"], unit:
 @torch.no_grad()
 def clip_outputs(model: nn.Module, video: Tensor) -> dict[str, Tensor]:
     """Track a clip: video (B, T, 3, H, W) -> "masks" (B, T, K, H, W), "matchings" (B, T-1, K, K),
-    "slot_recons" (B, T, K, 3, H, W) and "recon" (B, T, 3, H, W), each frame in its own slot order.
+    "slot_recons" (B, T, K, 3, H, W), "recon" (B, T, 3, H, W) and, when the grouping has masks,
+    "grouping_masks" (B, T, K, H, W) (upsampled bilinearly), each frame in its own slot order.
 
-    Masks and matchings come from :func:`~cutslots.video_eval.frame_pair_tracks` for a
-    FramePairAutoencoder and :func:`~cutslots.video_eval.single_frame_tracks` otherwise; the
-    reconstructions are captured from the one decoder call those make, so figures show exactly
-    what was scored.
+    Tracks come from :func:`~cutslots.video_eval.frame_pair_tracks` for a FramePairAutoencoder
+    and :func:`~cutslots.video_eval.single_frame_tracks` otherwise; the reconstructions are
+    captured from the one decoder call those make, so figures show exactly what was scored.
     """
     if not isinstance(getattr(model, "decoder", None), nn.Module):
         raise TypeError(f"model must have a .decoder module (a slot autoencoder), got {type(model).__name__}")
     decoded: list[tuple[Tensor, Tensor, Tensor]] = []
     handle = model.decoder.register_forward_hook(lambda module, args, out: decoded.append(out))
     try:
-        if isinstance(model, FramePairAutoencoder):
-            masks, matchings = frame_pair_tracks(model, video)
-        else:
-            masks, matchings = single_frame_tracks(model, video)
+        tracks = frame_pair_tracks(model, video) if isinstance(model, FramePairAutoencoder) else single_frame_tracks(model, video)
     finally:
         handle.remove()
     slot_recons, _, recon = decoded[-1]
     batch, steps = video.shape[:2]
-    return {
-        "masks": masks,
-        "matchings": matchings,
+    out = {
+        "masks": tracks.masks,
+        "matchings": tracks.matchings,
         "slot_recons": slot_recons.unflatten(0, (batch, steps)),
         "recon": recon.unflatten(0, (batch, steps)),
     }
+    if tracks.grouping_masks is not None:
+        grouping = tracks.grouping_masks.flatten(0, 1)  # (B * T, K, h, w)
+        if grouping.shape[-2:] != video.shape[-2:]:
+            grouping = nn.functional.interpolate(grouping, size=video.shape[-2:], mode="bilinear", align_corners=False)
+        out["grouping_masks"] = grouping.unflatten(0, (batch, steps))  # (B, T, K, H, W)
+    return out
 
 
 def _clip_batches(clips: Dataset | Iterable[Mapping[str, Tensor]], batch_size: int) -> DataLoader:
@@ -240,8 +244,10 @@ def evaluate_video(
 
     ``clips`` yields {"video": (T, 3, H, W), "mask": (T, H, W)}; all clips of a batch must have
     the same T, H, W. ``frames`` picks a sub-sequence of every clip (e.g. (5, 20) scores the
-    direct matching of two far-apart frames). Returns {"per_clip": {metric: (N,)},
-    "summary": {metric: {mean, std, n, n_nan}}, "num_clips": N}.
+    direct matching of two far-apart frames). The metrics are those of the decoder masks and,
+    for models whose grouping has masks, ``grouping_<metric>`` of the grouping masks tracked with
+    the same matchings. Returns {"per_clip": {metric: (N,)}, "summary": {metric: {mean, std, n,
+    n_nan}}, "num_clips": N}.
     """
     if max_clips is not None and (isinstance(max_clips, bool) or not isinstance(max_clips, int) or max_clips < 1):
         raise ValueError(f"max_clips must be None or a positive int, got {max_clips!r}")
@@ -252,7 +258,11 @@ def evaluate_video(
             video, mask = _pick_frames(video, mask, frames)
         out = clip_outputs(model, video.to(device))
         scores = evaluate_tracks(mask, out["masks"].cpu(), out["matchings"].cpu(), "hungarian")
-        return {key: scores[key] for key, _ in TABLE2_COLUMNS}
+        result = {key: scores[key] for key, _ in TABLE2_COLUMNS}
+        if "grouping_masks" in out:
+            grouped = evaluate_tracks(mask, out["grouping_masks"].cpu(), out["matchings"].cpu(), "hungarian")
+            result.update({f"grouping_{key}": grouped[key] for key, _ in TABLE2_COLUMNS})
+        return result
 
     merged, seen = score_batches(model, _clip_batches(clips, batch_size), score, max_clips, "clips: the dataset yielded no clips")
     return {"per_clip": merged, "summary": summarize(merged), "num_clips": seen}
@@ -387,9 +397,17 @@ def _eval_fn(clips: Dataset | Iterable[Mapping[str, Tensor]], batch_size: int, m
     def run(model: nn.Module, step: int) -> dict[str, float]:
         device = next(model.parameters()).device
         summary = evaluate_video(model, clips, batch_size, device, max_clips)["summary"]
-        return {f"video/{key}": summary[key]["mean"] for key, _ in TABLE2_COLUMNS}
+        return {f"video/{key}": value["mean"] for key, value in summary.items()}
 
     return run
+
+
+def table2_rows(method: str, per_clip: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """Table 2 rows of one evaluation: the decoder masks' row, then the grouping masks' row."""
+    rows = {method: {key: per_clip[key] for key, _ in TABLE2_COLUMNS}}
+    if "grouping_ari" in per_clip:
+        rows[f"{method} (grouping masks)"] = {key: per_clip[f"grouping_{key}"] for key, _ in TABLE2_COLUMNS}
+    return rows
 
 
 def video_report(
@@ -427,7 +445,7 @@ def video_report(
     ]
     figures += training_curves(out_dir)
 
-    table = format_table2({method: result["per_clip"]})
+    table = format_table2(table2_rows(method, result["per_clip"]))
     metrics = {
         "method": method,
         "tracking": "hungarian",

@@ -64,6 +64,7 @@ def build_cut_autoencoder(
     resnet_blocks: int = 4,
     decoder_channels: int = 64,
     decoder_broadcast: int = DECODER_BROADCAST,
+    decoder_layers: int = 1,
     partition_hidden: int = 64,
     mlp_hidden: int = 128,
     weight_activation: WeightActivation = "softplus",
@@ -79,7 +80,8 @@ def build_cut_autoencoder(
 
     Images are ``image_size`` square (a power of two >= 16); features are
     ``image_size // 2`` square. ``encoder_channels=None`` uses the encoder's default width.
-    ``decoder_broadcast``: the grid the spatial broadcast decoder starts from (see
+    ``decoder_broadcast``: the grid the spatial broadcast decoder starts from, ``decoder_layers``
+    its stride-1 layers at the image size (see
     :class:`~cutslots.models.decoder.SpatialBroadcastDecoder`). Other arguments: see
     :class:`CutSlotGrouping` and :mod:`cutslots.models.encoders`.
     """
@@ -92,7 +94,8 @@ def build_cut_autoencoder(
         form=form, engine=engine, relaxation=relaxation, init_scale=init_scale,
         position_embedding=position_embedding, pooling=pooling,
     )
-    decoder = SpatialBroadcastDecoder(slot_dim, image_size, decoder_broadcast, decoder_channels)
+    decoder = SpatialBroadcastDecoder(slot_dim, image_size, decoder_broadcast, decoder_channels,
+                                      hidden_layers=decoder_layers)
     return SlotAutoencoder(enc, grouping, decoder)
 
 
@@ -106,6 +109,7 @@ def build_slot_attention_autoencoder(
     resnet_blocks: int = 4,
     decoder_channels: int = 64,
     decoder_broadcast: int = DECODER_BROADCAST,
+    decoder_layers: int = 1,
     mlp_hidden: int = 128,
 ) -> SlotAutoencoder:
     """The Slot Attention baseline with the same encoder and decoder as
@@ -115,5 +119,6 @@ def build_slot_attention_autoencoder(
     grouping = SlotAttentionGrouping(
         enc.channels, num_slots, slot_dim, iters, (size, size), mlp_hidden
     )
-    decoder = SpatialBroadcastDecoder(slot_dim, image_size, decoder_broadcast, decoder_channels)
+    decoder = SpatialBroadcastDecoder(slot_dim, image_size, decoder_broadcast, decoder_channels,
+                                      hidden_layers=decoder_layers)
     return SlotAutoencoder(enc, grouping, decoder)

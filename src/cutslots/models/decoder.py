@@ -1,8 +1,9 @@
 """Spatial broadcast decoder (Watters et al., 2019) as used by Slot Attention.
 
 Each slot is decoded on its own: tiled onto a ``broadcast`` x ``broadcast`` grid, given a soft
-position embedding, upsampled by stride-2 transposed 5x5 convolutions to ``out_size``, then
-mapped to 4 channels (RGB + alpha logit). Alpha logits are normalised with a softmax across
+position embedding, upsampled by stride-2 transposed 5x5 convolutions to ``out_size``, passed
+through ``hidden_layers`` stride-1 5x5 convolutions there (Slot Attention's CLEVR decoder has 1;
+Watters et al.'s full-grid decoder 4), then mapped to 4 channels (RGB + alpha logit). Alpha logits are normalised with a softmax across
 slots, so the masks partition every pixel, and the image is the mask-weighted sum of the
 per-slot RGB reconstructions. RGB is left unbounded (no squashing), in the [0, 1] image scale.
 """
@@ -36,7 +37,7 @@ class SpatialBroadcastDecoder(nn.Module):
     with H = W = out_size."""
 
     def __init__(
-        self, slot_dim: int, out_size: int = 128, broadcast: int = 8, channels: int = 64
+        self, slot_dim: int, out_size: int = 128, broadcast: int = 8, channels: int = 64, *, hidden_layers: int = 1
     ) -> None:
         super().__init__()
         for name, value in [
@@ -44,6 +45,7 @@ class SpatialBroadcastDecoder(nn.Module):
             ("out_size", out_size),
             ("broadcast", broadcast),
             ("channels", channels),
+            ("hidden_layers", hidden_layers),
         ]:
             _check_positive_int(name, value)
         self.slot_dim = slot_dim
@@ -60,11 +62,10 @@ class SpatialBroadcastDecoder(nn.Module):
                 nn.ReLU(),
             ]
             in_channels = channels
-        layers += [
-            nn.ConvTranspose2d(in_channels, channels, 5, stride=1, padding=2),
-            nn.ReLU(),
-            nn.ConvTranspose2d(channels, 4, 3, stride=1, padding=1),
-        ]
+        for _ in range(hidden_layers):
+            layers += [nn.ConvTranspose2d(in_channels, channels, 5, stride=1, padding=2), nn.ReLU()]
+            in_channels = channels
+        layers.append(nn.ConvTranspose2d(in_channels, 4, 3, stride=1, padding=1))
         self.net = nn.Sequential(*layers)
 
     def forward(self, slots: Tensor) -> tuple[Tensor, Tensor, Tensor]:
