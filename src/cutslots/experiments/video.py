@@ -304,17 +304,21 @@ def _slot_image(mask: Tensor, recon: Tensor) -> np.ndarray:
 
 def clip_strip_figure(video: Tensor, out: Mapping[str, Tensor], path: str | Path, title: str = "") -> Path:
     """Paper Fig. 5 for one clip: frames, reconstructions, then one row per track with that
-    track's slot reconstruction in every frame (tracks: Hungarian links of ``out["matchings"]``).
+    track's slot reconstruction in every frame (tracks: Hungarian links of ``out["matchings"]``)
+    and, when ``out`` has grouping masks, a row under it with the track's grouping mask.
 
     video (T, 3, H, W); ``out``: :func:`clip_outputs` of this clip with the batch axis removed.
     At most :data:`STRIP_FRAMES` evenly spaced frames are shown.
     """
     steps, slots = out["masks"].shape[:2]
+    grouping = out.get("grouping_masks")  # (T, K, H, W) or None
+    per_track = 1 if grouping is None else 2
     # track_of[t, j]: track of frame t's slot j; its inverse gives each track's slot per frame.
     track_of = chain_identities(hard_links(out["matchings"][None].cpu(), "hungarian"))[0]
     slot_of_track = np.argsort(track_of, axis=1)
     shown = np.unique(np.linspace(0, steps - 1, min(steps, STRIP_FRAMES)).round().astype(int))
-    fig, axes = plt.subplots(slots + 2, len(shown), figsize=(1.2 * len(shown), 1.2 * (slots + 2)), squeeze=False)
+    rows = per_track * slots + 2
+    fig, axes = plt.subplots(rows, len(shown), figsize=(1.2 * len(shown), 1.2 * rows), squeeze=False)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -324,8 +328,14 @@ def clip_strip_figure(video: Tensor, out: Mapping[str, Tensor], path: str | Path
         axes[1, col].imshow(_hwc(out["recon"][t]))
         for k in range(slots):
             j = slot_of_track[t, k]
-            axes[k + 2, col].imshow(_slot_image(out["masks"][t, j].cpu(), out["slot_recons"][t, j].cpu()))
-    for row, label in enumerate(["frame", "recon"] + [f"track {k}" for k in range(slots)]):
+            row = 2 + per_track * k
+            axes[row, col].imshow(_slot_image(out["masks"][t, j].cpu(), out["slot_recons"][t, j].cpu()))
+            if grouping is not None:
+                axes[row + 1, col].imshow(grouping[t, j].cpu().numpy(), cmap="gray", vmin=0.0, vmax=1.0)
+    labels = ["frame", "recon"]
+    for k in range(slots):
+        labels += [f"track {k}"] + ([f"{k}: grouping"] if grouping is not None else [])
+    for row, label in enumerate(labels):
         axes[row, 0].set_ylabel(label, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
