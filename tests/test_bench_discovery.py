@@ -44,6 +44,12 @@ def test_dry_run_writes_tables_curves_and_figures_and_reuses_finished_runs(bench
     text = out.with_suffix(".md").read_text()
     assert "## Trained on `textured`, evaluated on `camo`" in text
     assert text.count("| slot_attention | 2 |") == 4  # one row per evaluated set
+    seeds_beating = [r["metrics"]["shapes"]["grouping_ari_fg"]["mean"] - r["metrics"]["shapes"]["static_ari_fg"]["mean"]
+                     >= 0.10 for r in runs if r["train_set"] == "shapes" and r["model"] == "cut"]
+    assert summary["shapes"]["cut"]["shapes"]["seeds_discovering"] == sum(seeds_beating)
+    shapes_section = text.split("## Trained on `textured`")[0]
+    cut_row = next(line for line in shapes_section.splitlines() if line.startswith("| cut | 2 |"))
+    assert cut_row.endswith(f"| {sum(seeds_beating)} of 2 |")
     with Image.open(out.with_name("disc_curves.png")) as img:
         assert img.format == "PNG" and img.width > 0
     assert out.with_name("disc_slot_attention_ood.png").is_file()

@@ -17,7 +17,8 @@ train split for training, test split for evaluation) or ``"movi_a"`` (streamed
 to ``train.out_dir``: ``checkpoint.pt``, ``config.yaml``, ``scalars.csv``, ``metrics.json``,
 ``table2.txt`` (the paper's Table 2 layout; a second row scores the grouping masks, tracked
 with the same matchings), ``clip_strip.png`` (Fig. 5: per-track slot reconstructions over time),
-``far_pair.png`` (Fig. 6: frames 5 and 20 matched directly) and ``loss.png``. Tracking and the metrics are those of :mod:`cutslots.video_eval`.
+``far_pair.png`` (Fig. 6: frames 5 and 20 matched directly) and ``loss.png``. Tracking and
+the metrics are those of :mod:`cutslots.video_eval`.
 """
 
 from __future__ import annotations
@@ -207,7 +208,8 @@ def clip_outputs(model: nn.Module, video: Tensor) -> dict[str, Tensor]:
     decoded: list[tuple[Tensor, Tensor, Tensor]] = []
     handle = model.decoder.register_forward_hook(lambda module, args, out: decoded.append(out))
     try:
-        tracks = frame_pair_tracks(model, video) if isinstance(model, FramePairAutoencoder) else single_frame_tracks(model, video)
+        pairs = isinstance(model, FramePairAutoencoder)
+        tracks = frame_pair_tracks(model, video) if pairs else single_frame_tracks(model, video)
     finally:
         handle.remove()
     slot_recons, _, recon = decoded[-1]
