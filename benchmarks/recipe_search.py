@@ -16,13 +16,12 @@ periodic evaluations; and copies each run's decomposition figure and learning cu
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import sys
 import time
 from pathlib import Path
-
-import copy
 
 from cutslots.config import config_from_dict, load_config, parse_override, to_dict
 from cutslots.experiments.discovery import read_scalars, run_experiment

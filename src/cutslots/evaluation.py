@@ -39,12 +39,16 @@ GROUPING_METRICS = ("grouping_ari", "grouping_ari_fg", "grouping_miou", "image_d
 DISCOVERY_MARGIN = 0.10
 
 
+def upsample_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Soft masks (N, K, h, w) -> (N, K, H, W), bilinearly; unchanged when already that size."""
+    if tuple(masks.shape[-2:]) == tuple(size):
+        return masks
+    return torch.nn.functional.interpolate(masks, size=size, mode="bilinear", align_corners=False)
+
+
 def predicted_labels(out: Mapping[str, torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
     """Argmax slot per pixel ``(B, H, W)`` from the decoder masks ``out["masks"]: (B, K, h, w)``."""
-    masks = out["masks"]
-    if masks.shape[-2:] != size:
-        masks = torch.nn.functional.interpolate(masks, size=size, mode="bilinear", align_corners=False)
-    return masks_to_labels(masks)
+    return masks_to_labels(upsample_masks(out["masks"], size))
 
 
 def segmentation_metrics(true: torch.Tensor, pred: torch.Tensor, num_segments: int, prefix: str = "") -> dict[str, np.ndarray]:

@@ -49,7 +49,7 @@ from cutslots.config import (  # noqa: E402
 )
 from cutslots.data.moving import FramePairs, MovingScenes  # noqa: E402
 from cutslots.experiments.discovery import build_model, training_curves  # noqa: E402
-from cutslots.evaluation import score_batches  # noqa: E402
+from cutslots.evaluation import score_batches, upsample_masks  # noqa: E402
 from cutslots.figures import save_figure  # noqa: E402
 from cutslots.metrics import summarize  # noqa: E402
 from cutslots.models.frame_pair import FramePairAutoencoder  # noqa: E402
@@ -197,7 +197,8 @@ def build_video_dataset(data: DataConfig, split: Literal["train", "eval"], unit:
 def clip_outputs(model: nn.Module, video: Tensor) -> dict[str, Tensor]:
     """Track a clip: video (B, T, 3, H, W) -> "masks" (B, T, K, H, W), "matchings" (B, T-1, K, K),
     "slot_recons" (B, T, K, 3, H, W), "recon" (B, T, 3, H, W) and, when the grouping has masks,
-    "grouping_masks" (B, T, K, H, W) (upsampled bilinearly), each frame in its own slot order.
+    "grouping_masks" (B, T, K, H, W) (:func:`~cutslots.evaluation.upsample_masks`, as for images),
+    each frame in its own slot order.
 
     Tracks come from :func:`~cutslots.video_eval.frame_pair_tracks` for a FramePairAutoencoder
     and :func:`~cutslots.video_eval.single_frame_tracks` otherwise; the reconstructions are
@@ -221,9 +222,7 @@ def clip_outputs(model: nn.Module, video: Tensor) -> dict[str, Tensor]:
         "recon": recon.unflatten(0, (batch, steps)),
     }
     if tracks.grouping_masks is not None:
-        grouping = tracks.grouping_masks.flatten(0, 1)  # (B * T, K, h, w)
-        if grouping.shape[-2:] != video.shape[-2:]:
-            grouping = nn.functional.interpolate(grouping, size=video.shape[-2:], mode="bilinear", align_corners=False)
+        grouping = upsample_masks(tracks.grouping_masks.flatten(0, 1), video.shape[-2:])  # (B * T, K, H, W)
         out["grouping_masks"] = grouping.unflatten(0, (batch, steps))  # (B, T, K, H, W)
     return out
 

@@ -3,9 +3,9 @@
 Each slot is decoded on its own: tiled onto a ``broadcast`` x ``broadcast`` grid, given a soft
 position embedding, upsampled by stride-2 transposed 5x5 convolutions to ``out_size``, passed
 through ``hidden_layers`` stride-1 5x5 convolutions there (Slot Attention's CLEVR decoder has 1;
-Watters et al.'s full-grid decoder 4), then mapped to 4 channels (RGB + alpha logit). Alpha logits are normalised with a softmax across
-slots, so the masks partition every pixel, and the image is the mask-weighted sum of the
-per-slot RGB reconstructions. RGB is left unbounded (no squashing), in the [0, 1] image scale.
+Watters et al.'s full-grid decoder 4), then mapped to 4 channels (RGB + alpha logit). Alpha
+logits are normalised with a softmax across slots, so the masks partition every pixel, and the
+image is the mask-weighted sum of the per-slot RGB reconstructions. RGB is left unbounded (no squashing), in the [0, 1] image scale.
 """
 
 from __future__ import annotations
@@ -37,7 +37,13 @@ class SpatialBroadcastDecoder(nn.Module):
     with H = W = out_size."""
 
     def __init__(
-        self, slot_dim: int, out_size: int = 128, broadcast: int = 8, channels: int = 64, *, hidden_layers: int = 1
+        self,
+        slot_dim: int,
+        out_size: int = 128,
+        broadcast: int = 8,
+        channels: int = 64,
+        *,
+        hidden_layers: int = 1,
     ) -> None:
         super().__init__()
         for name, value in [
