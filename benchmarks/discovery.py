@@ -1,7 +1,7 @@
 """Object discovery on the synthetic scenes: the cut model, its ablations and Slot Attention.
 
 Every model shares the encoder, decoder, data, steps, batch and optimiser of the demo recipe
-(:func:`cutslots.cli.demo_config`); only the grouping differs. Models (``--models``):
+(``configs/demo.yaml``); only the grouping differs. Models (``--models``):
 
 - ``cut``: the paper's k-partition (paper form) with a background slot;
 - ``cut_identity`` / ``cut_green_filter``: the ablations, the cut QP replaced by the identity
@@ -50,25 +50,28 @@ from typing import Any
 import torch
 
 from cutslots.cli import demo_config
-from cutslots.config import config_from_dict
+from cutslots.config import experiment_from_dict, to_dict
 from cutslots.evaluation import DISCOVERY_MARGIN, grouping_verdict
-from cutslots.experiments.discovery import build_model, read_scalars, run_experiment
+from cutslots.experiments.discovery import read_scalars, run_experiment
 from cutslots.figures import ari_time_figure
+from cutslots.models.builders import build_autoencoder
 from cutslots.train.distributed import context_from_env, resolve_device
+from cutslots.train.loop import make_optimizer
 
 RESULTS = Path("benchmarks") / "results"
-# Model name -> model-section overrides of the demo recipe.
-MODELS: dict[str, dict[str, Any]] = {
-    "cut": {"kind": "cut"},
-    "cut_identity": {"kind": "cut", "cut_relaxation": "identity"},
-    "cut_green_filter": {"kind": "cut", "cut_relaxation": "green_filter"},
-    "cut_no_position": {"kind": "cut", "position_embedding": "none"},
-    "cut_pool_position": {"kind": "cut", "position_embedding": "pool_only"},
-    "cut_no_background": {"kind": "cut", "background_slot": False},
-    "cut_released": {"kind": "cut", "cut_form": "released"},
-    "cut_init_x10": {"kind": "cut", "cut_init_scale": 10.0},
-    "cut_masked_mean": {"kind": "cut", "slot_pooling": "masked_mean"},
-    "slot_attention": {"kind": "slot_attention"},
+# Model name -> changes to the demo recipe's cut grouping (``model.grouping``); None: Slot
+# Attention in place of the cut.
+MODELS: dict[str, dict[str, Any] | None] = {
+    "cut": {},
+    "cut_identity": {"relaxation": "identity"},
+    "cut_green_filter": {"relaxation": "green_filter"},
+    "cut_no_position": {"position_embedding": "none"},
+    "cut_pool_position": {"position_embedding": "pool_only"},
+    "cut_no_background": {"background_slot": False},
+    "cut_released": {"form": "released"},
+    "cut_init_x10": {"init_scale": 10.0},
+    "cut_masked_mean": {"pooling": "masked_mean"},
+    "slot_attention": None,
 }
 # Training set -> the sets its models are evaluated on (the first is its own test split).
 EVAL_SETS: dict[str, tuple[str, ...]] = {"shapes": ("shapes",), "textured": ("textured", "camo", "ood")}
@@ -76,28 +79,34 @@ DECODER = ("ari_fg", "miou", "mse")
 GROUPING = ("grouping_ari_fg", "grouping_miou", "static_ari_fg", "static_miou", "image_dependence")
 
 
+def cpu_recipe(out_dir: str) -> dict[str, Any]:
+    """The demo's recipe (``configs/demo.yaml``) as plain data."""
+    return to_dict(demo_config(out_dir))
+
+
 def gpu_recipe(out_dir: str) -> dict[str, Any]:
     """A GPU-sized synthetic run: 64 px, 12 slots, 2-6 objects, widths 64, batch 64."""
-    raw = demo_config(out_dir)
-    raw["model"].update(num_slots=12, slot_dim=64, encoder_channels=64, decoder_channels=64,
-                        partition_hidden=64, decoder_broadcast=64)
+    raw = cpu_recipe(out_dir)
+    raw["model"].update(num_slots=12, slot_dim=64, encoder={"channels": 64}, decoder={"channels": 64, "broadcast": 64})
+    raw["model"]["grouping"]["hidden"] = 64
     raw["data"].update(image_size=64, num_train=10_000, num_eval=256, min_objects=2, max_objects=6)
-    raw["train"].update(batch_size=64, lr=4e-4, warmup_steps=500, decay_steps=10_000,
+    raw["train"].update(batch_size=64, optimizer={"lr": 4e-4}, warmup_steps=500, decay_steps=10_000,
                         eval_every=250, log_every=50, checkpoint_every=1000, device="cuda")
     return raw
 
 
 def dry_run(raw: dict[str, Any]) -> dict[str, Any]:
     """``raw`` shrunk to seconds on the CPU: 16 px, 3 slots, widths 8, 3 steps, 4 test images."""
-    raw["model"].update(num_slots=3, slot_dim=8, encoder_channels=8, decoder_channels=8,
-                        partition_hidden=8, decoder_broadcast=min(16, raw["model"].get("decoder_broadcast", 8)))
+    broadcast = min(16, raw["model"]["decoder"]["broadcast"])
+    raw["model"].update(num_slots=3, slot_dim=8, encoder={"channels": 8}, decoder={"channels": 8, "broadcast": broadcast})
+    raw["model"]["grouping"]["hidden"] = 8
     raw["data"].update(image_size=16, num_train=8, num_eval=4, min_objects=1, max_objects=2)
     raw["train"].update(steps=3, batch_size=4, warmup_steps=0, eval_every=1, log_every=1,
                         checkpoint_every=None, device="cpu")
     return raw
 
 
-RECIPES = {"cpu": demo_config, "gpu": gpu_recipe}
+RECIPES = {"cpu": cpu_recipe, "gpu": gpu_recipe}
 
 
 def run_config(recipe: str, train_set: str, model: str, seed: int, steps: int | None, out_dir: Path,
@@ -107,7 +116,8 @@ def run_config(recipe: str, train_set: str, model: str, seed: int, steps: int | 
     if dry:
         raw = dry_run(raw)
     raw["name"] = f"bench-{recipe}-{train_set}-{model}-{seed}"
-    raw["model"].update(MODELS[model])
+    changes = MODELS[model]
+    raw["model"]["grouping"] = {"kind": "slot_attention"} if changes is None else {**raw["model"]["grouping"], **changes}
     raw["data"].update(variant=train_set, eval_variants=list(EVAL_SETS[train_set][1:]), seed=0)
     raw["train"]["seed"] = seed  # same data for every run; the seed varies the model
     if steps is not None:
@@ -119,12 +129,12 @@ def train_one(raw: dict[str, Any], train_set: str, model: str, seed: int, out_di
     """Train and evaluate the run ``raw``, or read it back from ``out_dir`` if it finished."""
     result_path = out_dir / "result.json"
     if result_path.is_file():
-        result = json.loads(result_path.read_text())
-        if result["config"] == raw:
+        result = read_result(result_path)
+        if result["config"] == to_dict(experiment_from_dict(raw)):
             return result
     shutil.rmtree(out_dir, ignore_errors=True)
     start = time.perf_counter()
-    report = run_experiment(config_from_dict(raw, source="benchmark"))
+    report = run_experiment(experiment_from_dict(raw, source="benchmark"))
     wall = time.perf_counter() - start
     curves = read_scalars(out_dir)
     result = {
@@ -141,13 +151,21 @@ def train_one(raw: dict[str, Any], train_set: str, model: str, seed: int, out_di
     return result
 
 
+def read_result(path: Path) -> dict[str, Any]:
+    """A finished run's ``result.json``, its config in the current layout (older runs were
+    written with the flat model section of cutslots 0.1)."""
+    result = json.loads(path.read_text())
+    result["config"] = to_dict(experiment_from_dict(result["config"], source=str(path)))
+    return result
+
+
 def steps_within(raw: dict[str, Any], seconds: float, probe: int = 10) -> int:
     """How many training steps of ``raw``'s model and batch fit in ``seconds``, from the time of
     ``probe`` steps on random images on its device (after 3 warm-up steps; at least 1)."""
-    config = config_from_dict(raw, source="benchmark")
+    config = experiment_from_dict(raw, source="benchmark")
     device = resolve_device(config.train.device, context_from_env())
-    model = build_model(config.model, config.data.image_size).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
+    model = build_autoencoder(config.model, config.data.image_size).to(device)
+    optimizer = make_optimizer(model, config.train.optimizer)
     size = config.data.image_size
     images = torch.rand(config.train.batch_size, 3, size, size, device=device)
     for i in range(3 + probe):
@@ -207,9 +225,9 @@ def render(summary: dict[str, Any], results: list[dict[str, Any]]) -> str:
     lines = [
         "# Object discovery on the synthetic scenes (CPU)",
         "",
-        f"Recipe: `cutslots.cli.demo_config` ({first['data']['image_size']} px, {first['model']['num_slots']} slots, "
+        f"Recipe: `configs/demo.yaml` ({first['data']['image_size']} px, {first['model']['num_slots']} slots, "
         f"{first['data']['min_objects']}-{first['data']['max_objects']} objects, batch {first['train']['batch_size']}, "
-        f"{first['train']['steps']} steps, lr {first['train']['lr']}); mean ± std over seeds of the per-set means "
+        f"{first['train']['steps']} steps, lr {first['train']['optimizer']['lr']}); mean ± std over seeds of the per-set means "
         f"({first['data']['num_eval']} test images per set). ARI-FG and mIoU in %. *Grouping*: the argmax of the "
         "k-partition (cut models) or of the attention (Slot Attention); *static*: every image given the "
         "dataset-mean grouping masks; *dependence*: mean |grouping masks - their dataset mean|. "
@@ -285,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                     raw["train"]["steps"] = steps_within(raw, 60 * args.minutes)
                 train_one(raw, train_set, model, seed, out_dir)
     # Report over every finished run in the work folder, this invocation's or earlier ones.
-    results = [json.loads(p.read_text()) for p in sorted(args.work.glob("*/*/result.json"))]
+    results = [read_result(p) for p in sorted(args.work.glob("*/*/result.json"))]
     order = {name: i for i, name in enumerate(MODELS)}
     results.sort(key=lambda r: (list(EVAL_SETS).index(r["train_set"]), order[r["model"]], r["seed"]))
     summary = summarize_runs(results)

@@ -12,6 +12,10 @@ writes
 decoder and grouping metrics against the static baseline, and the decoder ARI-FG of its
 periodic evaluations; and copies each run's decomposition figure and learning curve to
 ``benchmarks/results/recipe_search_<NAME>_*.png``. One seed per run: a search, not a benchmark.
+
+The search ran before the config's model section was nested, so BASE and the recorded overrides
+(``model.cut_init_scale=10.0``, ...) are in that flat layout of cutslots 0.1, which
+:func:`cutslots.config.upgrade_legacy` reads; ``cutslots config`` shows a run's nested form.
 """
 
 from __future__ import annotations
@@ -23,13 +27,13 @@ import sys
 import time
 from pathlib import Path
 
-from cutslots.config import config_from_dict, load_config, parse_override, to_dict
+from cutslots.config import experiment_from_dict, load_experiment, parse_override, to_dict
 from cutslots.experiments.discovery import read_scalars, run_experiment
 
 WORK = Path("runs") / "recipe_search"
 RESULTS = Path("benchmarks") / "results"
 # The starting point of the search: the demo recipe as it was (textured scenes, 8 x 8 decoder
-# broadcast, position embedding in the cut, grid-mean slots, init scale 1).
+# broadcast, position embedding in the cut, grid-mean slots, init scale 1), in the flat layout.
 BASE = {
     "name": "recipe-search",
     "model": {"kind": "cut", "num_slots": 5, "slot_dim": 32, "encoder_channels": 32,
@@ -57,7 +61,7 @@ def run(name: str, overrides: list[str]) -> None:
     out_dir = WORK / name
     raw = search_config(out_dir, overrides)
     start = time.perf_counter()
-    report = run_experiment(config_from_dict(raw, source=f"recipe_search {name}"))
+    report = run_experiment(experiment_from_dict(raw, source=f"recipe_search {name}"))
     meta = {"overrides": overrides, "wall_s": time.perf_counter() - start, "metrics": report["metrics"]}
     (out_dir / "search.json").write_text(json.dumps(meta, indent=1))
 
@@ -78,8 +82,8 @@ def report(names: list[str]) -> None:
     for name in names:
         out_dir = WORK / name
         meta = json.loads((out_dir / "search.json").read_text())
-        saved = {k: v for k, v in to_dict(load_config(out_dir / "config.yaml")).items() if k != "name"}
-        wanted = to_dict(config_from_dict(search_config(Path(saved["train"]["out_dir"]), meta["overrides"])))
+        saved = {k: v for k, v in to_dict(load_experiment(out_dir / "config.yaml")).items() if k != "name"}
+        wanted = to_dict(experiment_from_dict(search_config(Path(saved["train"]["out_dir"]), meta["overrides"])))
         if saved != {k: v for k, v in wanted.items() if k != "name"}:
             raise ValueError(f"{out_dir}: its config.yaml is not BASE with the overrides {meta['overrides']}")
         (set_name, m), = meta["metrics"].items()

@@ -37,36 +37,33 @@ import torch
 
 import numpy as np
 
-from cutslots.cli import DEMO_STEPS, demo_config
-from cutslots.config import ExperimentConfig, config_from_dict
-from cutslots.experiments.video import (
-    INPUT_KEYS,
-    METHOD_NAMES,
-    build_video_dataset,
-    build_video_model,
-    far_pair_frames,
-    training_unit,
-    video_report,
-)
+from cutslots.cli import demo_config
+from cutslots.config import CutGroupingConfig, ExperimentConfig, experiment_from_dict, to_dict
+from cutslots.data.registry import build_video_dataset
+from cutslots.experiments.common import seed_everything
+from cutslots.experiments.video import INPUT_KEYS, METHOD_NAMES, far_pair_frames, training_unit, video_report
+from cutslots.models.builders import build_video_model
 from cutslots.train.loop import train
 from cutslots.video_eval import TABLE2_COLUMNS, evaluate_tracks
 
 RESULTS = Path("benchmarks") / "results"
 TRACK_METRICS = tuple(key for key, _ in TABLE2_COLUMNS)  # what the one-slot reference is scored on
 METRICS = TRACK_METRICS + tuple(f"grouping_{key}" for key in TRACK_METRICS)
+DEMO_STEPS = demo_config().train.steps
 STRIPS = {"cut": "video_cut_strip.png", "slot_attention": "video_sa_strip.png"}
 
 
 def bench_config(kind: str, seed: int, steps: int, pairs: int, out_dir: Path, cache_dir: Path) -> ExperimentConfig:
     """The demo recipe on moving scenes; ``pairs`` frame pairs (= 2 * pairs single frames) per step."""
-    demo = demo_config(str(out_dir))
-    return config_from_dict({
+    demo = to_dict(demo_config(str(out_dir)))
+    grouping = demo["model"]["grouping"] if kind == "cut" else {"kind": kind}
+    return experiment_from_dict({
         "name": f"bench-video-{kind}-{seed}",
-        "model": {**demo["model"], "kind": kind},
+        "model": {**demo["model"], "grouping": grouping},
         "data": {"dataset": "moving", "variant": "shapes", "image_size": demo["data"]["image_size"],
                  "num_train": 200, "num_eval": 32, "num_frames": 24, "min_objects": demo["data"]["min_objects"],
                  "max_objects": demo["data"]["max_objects"], "cache_dir": str(cache_dir)},
-        "train": {**{key: demo["train"][key] for key in ("lr", "warmup_steps", "decay_steps")},
+        "train": {**{key: demo["train"][key] for key in ("optimizer", "warmup_steps", "decay_steps")},
                   "steps": steps, "batch_size": pairs if kind == "cut" else 2 * pairs, "log_every": 10,
                   "eval_every": None, "checkpoint_every": None, "seed": seed,
                   "out_dir": str(out_dir), "device": "cpu"},
@@ -75,7 +72,7 @@ def bench_config(kind: str, seed: int, steps: int, pairs: int, out_dir: Path, ca
 
 def run_one(config: ExperimentConfig) -> dict[str, Any]:
     """Train (timed) and evaluate one configuration; the report files go to its out_dir."""
-    torch.manual_seed(config.train.seed)
+    seed_everything(config.train.seed)
     model = build_video_model(config.model, config.data.image_size)
     unit = training_unit(model)
     train_set = build_video_dataset(config.data, "train", unit)
@@ -83,7 +80,7 @@ def run_one(config: ExperimentConfig) -> dict[str, Any]:
     start = time.perf_counter()
     summary = train(model, train_set, config.train, experiment=config, input_key=INPUT_KEYS[unit])
     seconds = time.perf_counter() - start
-    report = video_report(model, clips, config.train.out_dir, METHOD_NAMES[config.model.kind],
+    report = video_report(model, clips, config.train.out_dir, METHOD_NAMES[config.model.grouping.kind],
                           batch_size=4, max_clips=config.data.num_eval)
     m = report["metrics"]
     return {
@@ -150,7 +147,7 @@ def format_results(runs: dict[str, list[dict[str, Any]]], trivial: dict[str, flo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"default: the demo's {DEMO_STEPS}")
+    parser.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"default: the demo's ({DEMO_STEPS})")
     parser.add_argument("--pairs", type=int, default=8, help="frame pairs per step (the baseline gets 2x frames)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
@@ -173,15 +170,17 @@ def main(argv: list[str] | None = None) -> int:
                     args.out.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(work / f"{kind}-{seed}" / "clip_strip.png", args.out.parent / STRIPS[kind])
         trivial = trivial_reference(config, far_pair_frames(config.data.num_frames)[0])
+    cut = demo_config().model.grouping
+    assert isinstance(cut, CutGroupingConfig)
     setting = (
         f"Synthetic moving `{config.data.variant}` scenes, {config.data.image_size} px, "
         f"{config.model.num_slots} slots, {config.data.min_objects}-{config.data.max_objects} objects, "
         f"{config.data.num_train} training videos, {config.data.num_eval} test clips of "
         f"{config.data.num_frames} frames; {args.steps} steps of {2 * args.pairs} frames "
-        f"({args.pairs} pairs for the cut model), lr {config.train.lr}, seeds {args.seeds}, "
+        f"({args.pairs} pairs for the cut model), lr {config.train.optimizer.lr}, seeds {args.seeds}, "
         f"{args.threads} CPU thread(s). Model section of the demo recipe: decoder broadcast "
-        f"{config.model.decoder_broadcast}, position embedding `{config.model.position_embedding}`, "
-        f"slot pooling `{config.model.slot_pooling}`, cut init scale {config.model.cut_init_scale}. "
+        f"{config.model.decoder.broadcast}, position embedding `{cut.position_embedding}`, "
+        f"slot pooling `{cut.pooling}`, cut init scale {cut.init_scale}. "
         "Cells: mean ± std over seeds of the per-run means over clips (%). *grouping*: the grouping "
         "masks (k-partition, attention) tracked with the model's own matchings."
     )

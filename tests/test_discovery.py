@@ -17,14 +17,17 @@ import yaml
 from PIL import Image
 
 from cutslots import cli
-from cutslots.config import ConfigError, config_from_dict, load_config, to_dict
+from cutslots.config import ConfigError, experiment_from_dict, load_experiment, to_dict
 from cutslots.experiments.discovery import evaluate_checkpoint, format_report, format_table, run_experiment
+from cutslots.config import ExperimentConfig
 from cutslots.train.checkpoint import save_checkpoint
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+load_config = load_experiment
+config_from_dict = experiment_from_dict
 # Small enough for a couple of seconds per run, big enough that training moves the metrics.
-TINY_MODEL = {"kind": "cut", "num_slots": 3, "slot_dim": 8, "encoder_channels": 8,
-              "decoder_channels": 8, "partition_hidden": 8}
+TINY_MODEL = {"num_slots": 3, "slot_dim": 8, "encoder": {"channels": 8}, "decoder": {"channels": 8},
+              "grouping": {"kind": "cut", "hidden": 8}}
 
 
 def tiny_config(out_dir: Path, steps: int = 3, seed: int = 0) -> dict[str, Any]:
@@ -33,7 +36,7 @@ def tiny_config(out_dir: Path, steps: int = 3, seed: int = 0) -> dict[str, Any]:
         "model": dict(TINY_MODEL),
         "data": {"dataset": "synthetic", "variant": "textured", "image_size": 16, "num_train": 8,
                  "num_eval": 4, "min_objects": 1, "max_objects": 2, "eval_variants": ["camo"]},
-        "train": {"steps": steps, "batch_size": 4, "lr": 1e-2, "warmup_steps": 0,
+        "train": {"steps": steps, "batch_size": 4, "optimizer": {"lr": 1e-2}, "warmup_steps": 0,
                   "decay_steps": 10, "log_every": 1, "eval_every": None,
                   "checkpoint_every": None, "out_dir": str(out_dir), "device": "cpu",
                   "seed": seed},
@@ -176,19 +179,20 @@ def test_train_unknown_key_is_exit_2_with_one_line(tmp_path, capsys):
 def test_demo_writes_metrics_and_pngs(tmp_path, monkeypatch, capsys):
     original = cli.demo_config
 
-    def tiny_demo(out_dir: str, steps: int) -> dict[str, Any]:
-        raw = original(out_dir, steps)
-        raw["model"].update(TINY_MODEL, decoder_broadcast=16)
+    def tiny_demo(out_dir: str, steps: int) -> ExperimentConfig:
+        raw = to_dict(original(out_dir, steps))
+        raw["model"].update(num_slots=3, slot_dim=8, encoder={"channels": 8}, decoder={"channels": 8, "broadcast": 16})
+        raw["model"]["grouping"]["hidden"] = 8  # the demo's grouping otherwise
         raw["data"].update(image_size=16, num_train=8, num_eval=3, eval_variants=["camo"])
         raw["train"].update(batch_size=4, log_every=1, eval_every=1)
-        return raw
+        return config_from_dict(raw)
 
     monkeypatch.setattr(cli, "demo_config", tiny_demo)
     out = tmp_path / "demo"
     assert cli.main(["demo", "--steps", "2", "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     sets = list(metrics)
-    assert sets == [cli.demo_config(str(out), 2)["data"]["variant"], "camo"]
+    assert sets == [cli.demo_config(str(out), 2).data.variant, "camo"]
     assert all(m["num_images"] == 3 for m in metrics.values())
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 2
     pngs = sorted(p.name for p in out.glob("*.png"))
@@ -255,26 +259,26 @@ def test_paper_configs_need_a_root(name, dataset):
     # batch 64, lr * 0.8 ** (step / (0.2 * total steps)), no warmup, 500 epochs of the
     # 40,000 ClevrTex training images at batch 64 = 312,500 steps.
     train = config.train
-    assert (train.lr, train.batch_size, train.decay_rate, train.warmup_steps) == (4e-4, 64, 0.8, 0)
+    assert (train.optimizer.lr, train.batch_size, train.decay_rate, train.warmup_steps) == (4e-4, 64, 0.8, 0)
     assert train.steps == 500 * 40_000 // 64 and train.decay_steps == train.steps // 5
 
 
 def test_clevrtex_config_is_the_released_model():
     model = load_config(CONFIGS / "clevrtex.yaml", ["data.root=/x"]).model
-    assert (model.encoder, model.num_slots, model.slot_dim, model.encoder_channels) == \
+    assert (model.encoder.kind, model.num_slots, model.slot_dim, model.encoder.channels) == \
         ("resnet", 12, 64, 100)
     assert load_config(CONFIGS / "clevrtex.yaml", ["data.root=/x"]).data.eval_variants == \
         ("outd", "camo")
 
 
-def test_demo_yaml_is_the_demo_and_synthetic_textured_its_recipe_on_textured():
-    def without_name(raw: dict) -> dict:
-        return {k: v for k, v in to_dict(config_from_dict(raw) if isinstance(raw, dict) else raw).items()
-                if k != "name"}
+def test_demo_is_demo_yaml_and_synthetic_textured_its_recipe_on_textured():
+    def without_name(config: ExperimentConfig) -> dict:
+        return {k: v for k, v in to_dict(config).items() if k != "name"}
 
-    demo = load_config(CONFIGS / "demo.yaml")
-    assert without_name(demo) == without_name(cli.demo_config(demo.train.out_dir))
+    demo = load_config(CONFIGS / "demo.yaml", ["train.out_dir=runs/elsewhere", "train.steps=7"])
+    assert cli.demo_config("runs/elsewhere", 7) == demo
+    assert cli.demo_config().train.steps == 2000 and demo.model.grouping.init_scale == 10.0
     textured = load_config(CONFIGS / "synthetic_textured.yaml")
-    raw = cli.demo_config(textured.train.out_dir)
+    raw = to_dict(cli.demo_config(textured.train.out_dir))
     raw["data"].update(variant="textured", eval_variants=["camo", "ood"])
-    assert without_name(textured) == without_name(raw)
+    assert without_name(textured) == without_name(config_from_dict(raw))

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from sklearn.metrics import mean_squared_error
 from torch import Tensor, nn
 
-from cutslots.models.autoencoder import SlotAttentionGrouping, SlotAutoencoder
+from cutslots.models.autoencoder import SlotAutoencoder
+from cutslots.nn.grouping import SlotAttentionGrouping
 from cutslots.models.decoder import SpatialBroadcastDecoder
 from cutslots.models.encoders import CNNEncoder, ResNetEncoder
 from cutslots.nn.position import LearnedPositionEmbedding, SoftPositionEmbed, build_grid
@@ -196,8 +197,8 @@ def test_decoder_bad_arguments() -> None:
 
 
 def _baseline(encoder: nn.Module, num_slots: int = 2) -> SlotAutoencoder:
-    grouping = SlotAttentionGrouping(16, num_slots, 16, iters=2, resolution=(16, 16), hidden_dim=32)
-    return SlotAutoencoder(encoder, grouping, SpatialBroadcastDecoder(16, 32, 8, 16))
+    grouping = SlotAttentionGrouping(16, num_slots, slot_dim=16, iters=2, resolution=(16, 16), hidden_dim=32)
+    return SlotAutoencoder(encoder, grouping, SpatialBroadcastDecoder(16, out_size=32, broadcast=8, channels=16))
 
 
 def test_autoencoder_outputs_and_loss() -> None:
@@ -248,7 +249,7 @@ def test_custom_grouping_plugs_in_and_extras_pass_through() -> None:
     model = SlotAutoencoder(
         CNNEncoder(8, 8),
         _PooledGrouping(2, {"aux_loss": aux}),
-        SpatialBroadcastDecoder(8, 16, 8, 4),
+        SpatialBroadcastDecoder(8, out_size=16, broadcast=8, channels=4),
     )
     with torch.no_grad():
         out = model(torch.rand(1, 3, 16, 16))
@@ -277,14 +278,14 @@ class _Fixed(nn.Module):
     ],
 )
 def test_bad_grouping_output(grouping_out: object, error: type[Exception], match: str) -> None:
-    decoder = SpatialBroadcastDecoder(8, 16, 8, 4)
+    decoder = SpatialBroadcastDecoder(8, out_size=16, broadcast=8, channels=4)
     model = SlotAutoencoder(CNNEncoder(8, 8), _Fixed(grouping_out), decoder)
     with pytest.raises(error, match=match):
         model(torch.rand(1, 3, 16, 16))
 
 
 def test_autoencoder_bad_images_and_mismatched_decoder() -> None:
-    decoder = SpatialBroadcastDecoder(8, 32, 8, 4)  # 32x32 output for 16x16 images
+    decoder = SpatialBroadcastDecoder(8, out_size=32, broadcast=8, channels=4)  # 32x32 output for 16x16 images
     model = SlotAutoencoder(CNNEncoder(8, 8), _PooledGrouping(2), decoder)
     with pytest.raises(ValueError, match=r"images.*\[0, 1\]"):
         model(torch.full((1, 3, 16, 16), 2.0))

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cutslots import checks
 from cutslots.nn.partition import BackgroundKPartition, KPartition, PartitionOutput
 from cutslots.qp import GridCutQP
 
@@ -22,7 +23,7 @@ def _features(batch: int = 2, seed: int = 0) -> Tensor:
 def _layer(cls: type[nn.Module] = KPartition, k: int = 3, seed: int = 0, **kw: object) -> nn.Module:
     torch.manual_seed(seed)
     kw.setdefault("hidden", 8)
-    return cls(C, k, H, W, **{"gamma": 0.5, **kw}).double()
+    return cls(C, k, height=H, width=W, **{"gamma": 0.5, **kw}).double()
 
 
 def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
@@ -109,7 +110,7 @@ def test_temperature_limits_one_hot_and_uniform() -> None:
         (gap / 60, F.one_hot(p.argmax(1), 4).permute(0, 3, 1, 2).double()),
         (spread * 1e7, torch.full_like(p, 0.25)),
     ]:
-        other = KPartition(C, 4, H, W, 0.5, temperature=temperature, hidden=8).double()
+        other = KPartition(C, 4, height=H, width=W, gamma=0.5, temperature=temperature, hidden=8).double()
         other.load_state_dict(layer.state_dict())
         with torch.no_grad():
             out = other(features)
@@ -148,9 +149,9 @@ def test_background_masks_are_the_product_of_two_softmaxes() -> None:
 
 
 def test_defaults_follow_the_paper_temperatures() -> None:
-    layer = BackgroundKPartition(C, 3, H, W, 1.0)
+    layer = BackgroundKPartition(C, 3, height=H, width=W, gamma=1.0)
     assert (layer.temperature, layer.bg_temperature) == (0.5, 0.1)
-    assert KPartition(C, 3, H, W, 1.0).temperature == 0.5
+    assert KPartition(C, 3, height=H, width=W, gamma=1.0).temperature == 0.5
     assert layer.cuts.weight_activation == "softplus"
 
 
@@ -175,7 +176,7 @@ def test_relaxed_partition_agrees_with_exact_min_cut_on_a_noisy_region() -> None
     u[:, :5] = 1.0  # region R: the left half
     u[2, 2] = u[6, 3] = 0.0  # isolated noise inside R ...
     u[3, 7] = u[7, 6] = 1.0  # ... and outside it
-    layer = KPartition(1, 2, h, w, gamma=1.0, hidden=2, weight_activation="relu").double()
+    layer = KPartition(1, 2, height=h, width=w, gamma=1.0, hidden=2, weight_activation="relu").double()
     _configure_unary_cuts(layer, strength, pairwise)
     with torch.no_grad():
         out = layer(torch.from_numpy(u)[None, None])
@@ -227,14 +228,30 @@ def test_gradients_reach_every_parameter_and_the_features(cls: type[nn.Module]) 
         (torch.randn(0, C, H, W), ValueError, "features.*B >= 1"),
         (torch.ones(1, C, H, W, dtype=torch.int64), TypeError, "features.*int64"),
         (np.zeros((1, C, H, W)), TypeError, "features.*ndarray"),
-        (torch.full((1, C, H, W), float("nan")), ValueError, "features.*NaN"),
     ],
 )
 @pytest.mark.parametrize("cls", [KPartition, BackgroundKPartition])
 def test_bad_features(cls: type[nn.Module], features: object, error: type[Exception], match: str) -> None:
-    layer = cls(C, 3, H, W, gamma=1.0, hidden=4)
+    layer = cls(C, 3, height=H, width=W, gamma=1.0, hidden=4)
     with pytest.raises(error, match=match):
         layer(features)
+
+
+@pytest.mark.parametrize("cls", [KPartition, BackgroundKPartition])
+def test_finiteness_is_checked_in_debug_mode_only(cls: type[nn.Module], monkeypatch: pytest.MonkeyPatch) -> None:
+    features = torch.randn(1, C, H, W)
+    features[0, 0, 1, 1] = float("nan")
+    cut = cls(C, 3, height=H, width=W, gamma=1.0, hidden=4)
+    identity = cls(C, 3, height=H, width=W, relaxation="identity", hidden=4)
+    with torch.no_grad():
+        assert torch.isnan(identity(features).masks).any()  # no full pass on the hot path
+    with pytest.raises(ValueError, match="weights contains NaN"):  # the QP core's own cheap check
+        cut(features)
+    monkeypatch.setattr(checks, "_debug", False)  # restored after the test
+    checks.set_debug(True)
+    for layer in (cut, identity):
+        with pytest.raises(ValueError, match="features contains NaN"):
+            layer(features)
 
 
 @pytest.mark.parametrize(
@@ -261,9 +278,9 @@ def test_bad_constructor_arguments(kwargs: dict, error: type[Exception], match: 
 
 def test_background_partition_bad_arguments() -> None:
     with pytest.raises(ValueError, match="num_parts must be >= 2"):
-        BackgroundKPartition(C, 1, H, W, 1.0)
+        BackgroundKPartition(C, 1, height=H, width=W, gamma=1.0)
     with pytest.raises(ValueError, match="bg_temperature"):
-        BackgroundKPartition(C, 3, H, W, 1.0, bg_temperature=-0.1)
+        BackgroundKPartition(C, 3, height=H, width=W, gamma=1.0, bg_temperature=-0.1)
 
 
 # ------------------------------------------------------------------ ablations of the cut

@@ -27,24 +27,26 @@ from sklearn.metrics import adjusted_rand_score
 
 import dataset_fixtures as fx
 from cutslots import cli, evaluation
-from cutslots.config import config_from_dict, to_dict
+from cutslots.config import experiment_from_dict as config_from_dict
+from cutslots.config import to_dict
+from cutslots.data import registry
 from cutslots.data.clevrtex import ClevrTex
+from cutslots.data.registry import build_dataset, build_video_dataset
 from cutslots.experiments import discovery, video
-from cutslots.experiments.discovery import build_dataset, build_model
+from cutslots.models.builders import build_autoencoder, build_video_model
 from cutslots.train.checkpoint import load_checkpoint, save_checkpoint
 
 SIZE = 32  # 192 px crops -> 32 px: nearest picks source pixel 6 i + 3, as PIL does
 CLEVR_BOX = (64, 29, 256, 221)  # Slot Attention's crop, PIL (left, top, right, bottom)
 CLEVRTEX_BOX = (64, 24, 256, 216)  # ClevrTex's official centred 192 px crop
 MOVI_BOX = (13, 13, 115, 115)  # int(0.8 * 128) = 102 px, centred
-TRAIN = {"steps": 2, "batch_size": 2, "lr": 1e-3, "warmup_steps": 0, "decay_steps": 10,
+TRAIN = {"steps": 2, "batch_size": 2, "optimizer": {"lr": 1e-3}, "warmup_steps": 0, "decay_steps": 10,
          "log_every": 1, "eval_every": None, "checkpoint_every": None, "device": "cpu"}
 
 
 def tiny_model(encoder: str = "cnn") -> dict[str, Any]:
-    return {"kind": "cut", "encoder": encoder, "num_slots": 4, "slot_dim": 8,
-            "encoder_channels": 8, "resnet_blocks": 1, "decoder_channels": 8,
-            "partition_hidden": 8}
+    return {"num_slots": 4, "slot_dim": 8, "encoder": {"kind": encoder, "channels": 8, "resnet_blocks": 1},
+            "decoder": {"channels": 8}, "grouping": {"kind": "cut", "hidden": 8}}
 
 
 def pil_labels(labels: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -98,7 +100,7 @@ def check_scored_set(scored, n: int, true: np.ndarray, masks: torch.Tensor, ari_
 def model_masks(run_dir: Path, images: list[torch.Tensor]) -> torch.Tensor:
     """The checkpointed model's masks (B, K, H, W) for ``images``, as one batch."""
     config = config_from_dict(torch.load(run_dir / "checkpoint.pt", weights_only=True)["config"])
-    model = build_model(config.model, config.data.image_size)
+    model = build_autoencoder(config.model, config.data.image_size)
     load_checkpoint(run_dir / "checkpoint.pt", model)
     model.eval()
     with torch.no_grad():
@@ -131,7 +133,7 @@ def clevr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, list[d
     scenes = [fx.clevr_scene(rng, k) for k in (2, 8, 3, 7, 1, 9, 4, 10)]
     root = tmp_path / "clevr"
     fx.write_clevr_with_masks(root, scenes)
-    monkeypatch.setattr(discovery, "CLEVR_SPLITS",
+    monkeypatch.setattr(registry, "CLEVR_SPLITS",
                         {"train": (0, 4), "val": (4, 5), "test": (5, None)})
     return root, scenes
 
@@ -275,7 +277,7 @@ def test_movi_a_clips_evaluated_with_an_untrained_frame_pair_model(tmp_path, mon
     config = config_from_dict({"name": "movi-tiny", "model": tiny_model("cnn"),
                                "data": {"dataset": "movi_a", "root": str(root), "image_size": SIZE},
                                "train": {**TRAIN, "out_dir": str(tmp_path / "run")}})
-    items = list(video.build_video_dataset(config.data, "eval", "clips"))
+    items = list(build_video_dataset(config.data, "eval", "clips"))
     assert len(items) == 2
     for item, (frames, segmentations) in zip(items, clips):
         assert item["video"].shape == (3, 3, SIZE, SIZE)
@@ -292,7 +294,7 @@ def test_movi_a_clips_evaluated_with_an_untrained_frame_pair_model(tmp_path, mon
 
     monkeypatch.setattr(video, "evaluate_tracks", spy)
     torch.manual_seed(0)
-    model = video.build_video_model(config.model, SIZE)
+    model = build_video_model(config.model, SIZE)
     checkpoint = save_checkpoint(tmp_path / "run" / "checkpoint.pt", model, step=0,
                                  config=to_dict(config))
     report = video.evaluate_video_checkpoint(checkpoint, out_dir=tmp_path / "eval")

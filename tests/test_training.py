@@ -31,10 +31,10 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def config(out_dir: Path, **changes: Any) -> TrainConfig:
-    base = TrainConfig(steps=8, batch_size=4, lr=0.05, warmup_steps=3, decay_steps=5,
+    base = TrainConfig(steps=8, batch_size=4, optimizer={"lr": 0.05}, warmup_steps=3, decay_steps=5,
                        grad_clip=0.5, log_every=2, eval_every=None, checkpoint_every=3,
                        out_dir=str(out_dir), device="cpu", seed=3)
-    return dataclasses.replace(base, **changes)
+    return TrainConfig(**{**base.model_dump(), **changes})
 
 
 def fresh_model(noise: float = 0.5) -> TinyAutoencoder:
@@ -108,8 +108,8 @@ def test_lr_factor_matches_hand_computed_schedule() -> None:
 
 
 def test_scheduler_sets_optimizer_lr_per_step() -> None:
-    cfg = TrainConfig(lr=0.1, decay_rate=0.1, decay_steps=2, warmup_steps=2)
-    opt = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    cfg = TrainConfig(optimizer={"lr": 0.1}, decay_rate=0.1, decay_steps=2, warmup_steps=2)
+    opt = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=cfg.optimizer.lr)
     sched = make_scheduler(opt, cfg)
     seen = []
     for _ in range(4):
@@ -152,7 +152,7 @@ def test_sampler_state_refuses_a_different_dataset_or_world() -> None:
 def test_checkpoint_round_trip_restores_everything(tmp_path: Path) -> None:
     model = fresh_model()
     opt = torch.optim.Adam(model.parameters(), lr=0.1)
-    sched = make_scheduler(opt, TrainConfig(lr=0.1, warmup_steps=5))
+    sched = make_scheduler(opt, TrainConfig(optimizer={"lr": 0.1}, warmup_steps=5))
     for _ in range(2):
         model(torch.rand(2, 3, 8, 8)).get("recon").sum().backward()
         opt.step()
@@ -166,7 +166,7 @@ def test_checkpoint_round_trip_restores_everything(tmp_path: Path) -> None:
 
     model2 = TinyAutoencoder(noise=0.5)
     opt2 = torch.optim.Adam(model2.parameters(), lr=0.1)
-    sched2 = make_scheduler(opt2, TrainConfig(lr=0.1, warmup_steps=5))
+    sched2 = make_scheduler(opt2, TrainConfig(optimizer={"lr": 0.1}, warmup_steps=5))
     torch.manual_seed(123)
     np.random.seed(123)
     random.seed(123)
@@ -392,8 +392,8 @@ def test_bad_runs_fail_clearly(tmp_path: Path) -> None:
     train(fresh_model(), TinyScenes(), config(tmp_path, steps=2))
     with pytest.raises(ValueError, match="already holds a checkpoint"):
         train(fresh_model(), TinyScenes(), config(tmp_path, steps=2))
-    with pytest.raises(ValueError, match=r"lr \(0.05 -> 0.1\)"):
-        train(fresh_model(), TinyScenes(), config(tmp_path, lr=0.1), resume=True)
+    with pytest.raises(ValueError, match=r"optimizer.lr \(0.05 -> 0.1\)"):
+        train(fresh_model(), TinyScenes(), config(tmp_path, optimizer={"lr": 0.1}), resume=True)
     with pytest.raises(ValueError, match="fewer than the 2 steps"):
         train(fresh_model(), TinyScenes(), config(tmp_path, steps=1), resume=True)
 

@@ -15,31 +15,36 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 import dataset_fixtures as fx
-from cutslots.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig, config_from_dict, load_config
+from cutslots.cli import main
+from cutslots.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig, experiment_from_dict
+from cutslots.config import load_experiment as load_config
 from cutslots.data.moving import MovingScenes
+from cutslots.data.registry import build_video_dataset
 from cutslots.experiments.video import (
-    build_video_dataset,
-    build_video_model,
     clip_outputs,
     evaluate_video,
     evaluate_video_checkpoint,
     far_pair_frames,
-    main,
     run_video_experiment,
     video_report,
 )
 from cutslots.models.autoencoder import SlotAutoencoder
+from cutslots.models.builders import build_video_model
 from cutslots.models.frame_pair import FramePairAutoencoder
 from cutslots.nn.matcher import SlotMatcher
 
-TINY_MODEL = {"num_slots": 3, "slot_dim": 16, "encoder_channels": 16, "decoder_channels": 16,
-              "partition_hidden": 16}
+TINY_MODEL = {"num_slots": 3, "slot_dim": 16, "encoder": {"channels": 16}, "decoder": {"channels": 16}}
+
+
+def tiny_model(kind: str, **sections: Any) -> ModelConfig:
+    grouping = {"kind": kind, "hidden": 16} if kind == "cut" else {"kind": kind}
+    return ModelConfig(**TINY_MODEL, grouping=grouping, **sections)
 
 
 def tiny_config(out_dir: Path, kind: str = "cut", **data: Any) -> ExperimentConfig:
-    return config_from_dict({
+    return experiment_from_dict({
         "name": f"tiny-{kind}",
-        "model": {"kind": kind, **TINY_MODEL},
+        "model": tiny_model(kind).model_dump(),
         "data": {"dataset": "moving", "image_size": 16, "num_train": 2, "num_eval": 3, "num_frames": 4,
                  "min_objects": 1, "max_objects": 2, **data},
         "train": {"steps": 2, "batch_size": 2, "warmup_steps": 0, "log_every": 1, "eval_every": None,
@@ -73,7 +78,7 @@ def test_shipped_configs_describe_the_paper_settings() -> None:
     moving = load_config(CONFIGS / "moving.yaml")
     movi = load_config(CONFIGS / "movi_a.yaml", ["data.root=/data/tfds"])
     for config in (moving, movi):
-        assert (config.model.kind, config.model.num_slots) == ("cut", 8)
+        assert (config.model.grouping.kind, config.model.num_slots) == ("cut", 8)
     assert (moving.data.dataset, movi.data.dataset, movi.data.image_size) == ("moving", "movi_a", 128)
     assert isinstance(build_video_model(moving.model, moving.data.image_size), FramePairAutoencoder)
     with pytest.raises(ValueError, match="root"):
@@ -81,8 +86,7 @@ def test_shipped_configs_describe_the_paper_settings() -> None:
 
 
 def test_build_video_model_from_config() -> None:
-    cfg = ModelConfig(kind="cut", matching_form="assignment", matching_gamma=2.0, matching_temperature=0.3,
-                      **TINY_MODEL)
+    cfg = tiny_model("cut", matching={"form": "assignment", "gamma": 2.0, "temperature": 0.3})
     model = build_video_model(cfg, 16)
     assert isinstance(model, FramePairAutoencoder)
     assert (model.matcher.num_slots, model.matcher.slot_dim, model.matcher.temperature) == (3, 16, 0.3)
@@ -90,7 +94,7 @@ def test_build_video_model_from_config() -> None:
     out = model(torch.rand(2, 2, 3, 16, 16))
     assert out["masks"].shape == (2, 2, 3, 16, 16) and out["matching"].shape == (2, 3, 3)
 
-    baseline = build_video_model(ModelConfig(kind="slot_attention", **TINY_MODEL), 16)
+    baseline = build_video_model(tiny_model("slot_attention"), 16)
     assert isinstance(baseline, SlotAutoencoder) and not any(isinstance(m, SlotMatcher) for m in baseline.modules())
 
 
@@ -272,7 +276,7 @@ def test_evaluate_video_max_clips_and_frames() -> None:
 
 def test_clip_outputs_frame_pair_model_agrees_with_hungarian_tracks() -> None:
     torch.manual_seed(0)
-    model = build_video_model(ModelConfig(kind="cut", **TINY_MODEL), 16).eval()
+    model = build_video_model(tiny_model("cut"), 16).eval()
     video = torch.rand(2, 3, 3, 16, 16)
     out = clip_outputs(model, video)
     assert out["slot_recons"].shape == (2, 3, 3, 3, 16, 16) and out["recon"].shape == (2, 3, 3, 16, 16)
@@ -305,14 +309,14 @@ class MixedClips(Dataset):
 
 @pytest.mark.parametrize("shapes", [[(3, 16), (4, 16)], [(3, 16), (3, 32)]])
 def test_clips_of_different_length_or_size_in_a_batch(shapes: list[tuple[int, int]]) -> None:
-    model = build_video_model(ModelConfig(kind="slot_attention", **TINY_MODEL), 16)
+    model = build_video_model(tiny_model("slot_attention"), 16)
     with pytest.raises(ValueError, match="same length and size"):
         evaluate_video(model, MixedClips(shapes), batch_size=2)
 
 
 def test_slot_count_mismatch_between_grouping_and_matcher() -> None:
-    base = build_video_model(ModelConfig(kind="cut", **TINY_MODEL), 16)
-    model = FramePairAutoencoder(base.encoder, base.grouping, base.decoder, SlotMatcher(4, 16, 1.0, 0.1))
+    base = build_video_model(tiny_model("cut"), 16)
+    model = FramePairAutoencoder(base.encoder, base.grouping, base.decoder, matcher=SlotMatcher(4, 16, gamma=1.0, temperature=0.1))
     with pytest.raises(ValueError, match=r"\(B, 4, 16\).*got s \(\d+, 3, 16\)"):
         evaluate_video(model, MixedClips([(3, 16)]))
 
@@ -325,8 +329,8 @@ def test_models_and_clip_sets_that_cannot_be_evaluated(tmp_path: Path) -> None:
 
 
 def test_run_rejects_image_datasets(tmp_path: Path) -> None:
-    config = ExperimentConfig("img", ModelConfig(), DataConfig(dataset="synthetic"),
-                              TrainConfig(out_dir=str(tmp_path)))
+    config = ExperimentConfig(name="img", model=ModelConfig(), data=DataConfig(dataset="synthetic"),
+                              train=TrainConfig(out_dir=str(tmp_path)))
     with pytest.raises(ValueError, match="data.dataset.*discovery"):
         run_video_experiment(config)
     assert not any(tmp_path.iterdir())

@@ -11,7 +11,6 @@ its own session, out of reach of a kill aimed at torchrun's process group).
 
 from __future__ import annotations
 
-import dataclasses
 import faulthandler
 import os
 import sys
@@ -73,13 +72,13 @@ def main(out_dir: str, steps: int, batch_size: int, stop: int | None = None) -> 
     from cutslots.config import TrainConfig
     from cutslots.train.loop import train
 
-    config = TrainConfig(steps=steps, batch_size=batch_size, lr=0.05, warmup_steps=2,
+    config = TrainConfig(steps=steps, batch_size=batch_size, optimizer={"lr": 0.05}, warmup_steps=2,
                          decay_steps=10, log_every=1, eval_every=None, checkpoint_every=None,
                          out_dir=out_dir, device="cpu")
     for run_steps, resume in ([(stop, False), (steps, True)] if stop else [(steps, False)]):
         torch.manual_seed(0)
         model = TinyAutoencoder()
-        train(model, TinyScenes(), dataclasses.replace(config, steps=run_steps), resume=resume)
+        train(model, TinyScenes(), config.model_copy(update={"steps": run_steps}), resume=resume)
     rank = int(os.environ.get("RANK", "0"))
     torch.save({k: v.detach().clone() for k, v in model.state_dict().items()},
                os.path.join(out_dir, f"params_rank{rank}.pt"))

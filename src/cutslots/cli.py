@@ -8,37 +8,20 @@ import sys
 import time
 from pathlib import Path
 
+from cutslots.config import ExperimentConfig, load_experiment, to_dict
+from cutslots.data.registry import VIDEO_DATASETS
+
 DEMO_OUT = "runs/demo"
 
 
-DEMO_STEPS = 2000
-
-
-def demo_config(out_dir: str = DEMO_OUT, steps: int | None = None) -> dict:
-    """The embedded default: the cut model on synthetic ``shapes`` scenes, sized for a 2-core
-    CPU (about 10 minutes): 32 px images, a 16 x 16 cut grid, 5 slots, 2-3 objects.
-
-    The recipe is the one that made the cut grouping beat its static baseline on the CPU
-    (docs/discovery.md): the decoder broadcasts slots on the full 32 x 32 grid; the cut sees
-    appearance only (the position embedding goes into the pooled features); slots are the
-    mean of their part; the cut CNN's last layer starts 10x larger so the parts differ."""
-    return {
-        "name": "demo-cut-shapes",
-        "model": {"kind": "cut", "num_slots": 5, "slot_dim": 32, "encoder_channels": 32,
-                  "decoder_channels": 32, "partition_hidden": 32, "decoder_broadcast": 32,
-                  "position_embedding": "pool_only", "slot_pooling": "masked_mean",
-                  "cut_init_scale": 10.0},
-        "data": {"dataset": "synthetic", "variant": "shapes", "image_size": 32,
-                 "num_train": 2000, "num_eval": 200, "min_objects": 2, "max_objects": 3,
-                 "eval_variants": []},
-        "train": {"steps": DEMO_STEPS if steps is None else steps, "batch_size": 16, "lr": 1e-3,
-                  "warmup_steps": 200, "decay_steps": 6000, "log_every": 10, "eval_every": 250,
-                  "checkpoint_every": 500, "out_dir": out_dir, "device": "cpu"},
-    }
+def demo_config(out_dir: str = DEMO_OUT, steps: int | None = None) -> ExperimentConfig:
+    """The embedded default, ``configs/demo.yaml``: the cut model on synthetic ``shapes``
+    scenes, sized for a 2-core CPU (about 10 minutes); the recipe: docs/discovery.md."""
+    overrides = [f"train.out_dir={out_dir}"] + ([] if steps is None else [f"train.steps={steps}"])
+    return load_experiment("demo", overrides)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from cutslots.config import config_from_dict
     from cutslots.experiments.discovery import format_report, run_experiment
 
     if args.resume and not args.out:
@@ -46,8 +29,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out or f"{DEMO_OUT}-{time.strftime('%Y%m%d-%H%M%S')}")
     if (out / "checkpoint.pt").exists() and not args.resume:
         raise ValueError(f"--out: {out} already holds a demo run; pass --resume to continue it or --out DIR for a new one")
-    config = config_from_dict(demo_config(str(out), args.steps), source="demo")
-    report = run_experiment(config, resume=args.resume)
+    report = run_experiment(demo_config(str(out), args.steps), resume=args.resume)
     print(format_report(report["metrics"]))
     print(f"\nmetrics: {report['metrics_path']}")
     for fig in report["figures"]:
@@ -55,13 +37,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-VIDEO_DATASETS = ("moving", "movi_a")
+def _cmd_config(args: argparse.Namespace) -> int:
+    """Print the validated config (defaults filled in, an older layout upgraded) as YAML."""
+    import yaml
+
+    config = load_experiment(args.config, args.overrides)
+    print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
+    return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from cutslots.config import load_config
-
-    config = load_config(args.config, args.overrides)
+    config = load_experiment(args.config, args.overrides)
     if config.data.dataset in VIDEO_DATASETS:
         from cutslots.experiments.video import run_video_experiment
 
@@ -134,15 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="train and evaluate the cut model on synthetic shapes (CPU, ~10 min)")
     p.add_argument("--out", help=f"run folder (default: a new {DEMO_OUT}-<date>-<time>, so reruns never clash)")
-    p.add_argument("--steps", type=int, default=None, help=f"training steps (default {DEMO_STEPS})")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: those of configs/demo.yaml)")
     p.add_argument("--resume", action="store_true")
     p.set_defaults(run=_cmd_demo)
 
     p = sub.add_parser("train", help="train from a YAML config (key=value overrides allowed)")
-    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--config", required=True, help="a YAML file, or a packaged config's name (e.g. clevrtex)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in train.out_dir")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=100")
     p.set_defaults(run=_cmd_train)
+
+    p = sub.add_parser("config", help="print a config as it will run: defaults filled in, older layouts upgraded")
+    p.add_argument("config", help="a YAML file, or a packaged config's name")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=100")
+    p.set_defaults(run=_cmd_config)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint (Table 1 layout; Table 2 for video runs)")
     p.add_argument("checkpoint", type=Path, help="checkpoint.pt or its run directory")

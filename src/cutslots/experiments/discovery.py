@@ -8,17 +8,7 @@ image dependence and static baseline, see :mod:`cutslots.evaluation`) and PNGs
 (``loss.png``, ``learning_curve.png`` when ``train.eval_every`` is set,
 ``decomposition_<set>.png``).
 
-Image datasets (``data.dataset``) and their ``data.variant`` values:
-
-- ``synthetic``: ``shapes``, ``textured`` (default), ``camo``, ``ood`` (generated, map-style).
-- ``clevr``: CLEVR with masks, streamed (an IterableDataset). ``full`` (default: up to 10
-  objects) or ``clevr6`` (only scenes with at most 6 visible objects). Splits are record ranges
-  of the one published file (:data:`CLEVR_SPLITS`); ``num_train`` / ``num_eval`` keep the first
-  N *records* of a split, counted before the ``clevr6`` filter, so readers can shard them.
-- ``clevrtex``: ``full`` (default), ``outd``, ``camo``, ``pbg``, ``vbg``, ``grassbg`` with the
-  official split; ``outd`` and ``camo`` are evaluation-only (``outd`` is all test data).
-
-``num_train`` / ``num_eval`` larger than the split is an error, never silently shortened.
+The datasets of ``data.dataset`` / ``data.variant`` are those of :mod:`cutslots.data.registry`.
 """
 
 from __future__ import annotations
@@ -31,133 +21,19 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from torch.utils.data import Dataset, IterableDataset, Subset
+from torch.utils.data import Dataset, IterableDataset
 
-from cutslots.config import DataConfig, ExperimentConfig, ModelConfig, config_from_dict, save_config
-from cutslots.data.clevr import DEFAULT_SPLITS as CLEVR_DEFAULT_SPLITS
-from cutslots.data.clevr import ClevrWithMasks
-from cutslots.data.clevrtex import ClevrTex
-from cutslots.data.synthetic import SyntheticScenes
+from cutslots.config import ExperimentConfig, save_config
+from cutslots.data.registry import build_dataset, eval_sets
 from cutslots.evaluation import evaluate, grouping_verdict
 from cutslots.figures import curve_figure, decomposition_figure, learning_curve_figure
+from cutslots.experiments.common import is_main, load_run, seed_everything
 from cutslots.models.autoencoder import SlotAutoencoder
-from cutslots.models.builders import build_cut_autoencoder, build_slot_attention_autoencoder
-from cutslots.train.checkpoint import checkpoint_config, load_checkpoint
-from cutslots.train.loop import seed_everything, train
+from cutslots.models.builders import build_autoencoder
+from cutslots.train.checkpoint import load_checkpoint
+from cutslots.train.loop import train
 
 log = logging.getLogger(__name__)
-
-# Synthetic data has no fixed size: these are the defaults when num_train / num_eval are null.
-SYNTHETIC_TRAIN, SYNTHETIC_EVAL = 10_000, 500
-SYNTHETIC_VARIANTS = ("shapes", "textured", "camo", "ood")
-CLEVRTEX_VARIANTS = ("full", "outd", "camo", "pbg", "vbg", "grassbg")
-# CLEVR variant -> most visible objects per scene (None: no filter). CLEVR6 as in Slot Attention.
-CLEVR_VARIANTS: dict[str, int | None] = {"full": None, "clevr6": 6}
-# Record ranges [start, end) of the CLEVR splits; a module attribute so tests can point the
-# runner at a small file.
-CLEVR_SPLITS: dict[str, tuple[int, int | None]] = dict(CLEVR_DEFAULT_SPLITS)
-DEFAULT_VARIANTS = {"synthetic": "textured", "clevr": "full", "clevrtex": "full"}
-
-
-def build_model(model: ModelConfig, image_size: int) -> SlotAutoencoder:
-    """The autoencoder a model section describes, for square images of ``image_size``."""
-    common = dict(
-        image_size=image_size,
-        encoder=model.encoder,
-        num_slots=model.num_slots,
-        slot_dim=model.slot_dim,
-        encoder_channels=model.encoder_channels,
-        resnet_blocks=model.resnet_blocks,
-        decoder_channels=model.decoder_channels,
-        decoder_broadcast=model.decoder_broadcast,
-        decoder_layers=model.decoder_layers,
-    )
-    if model.kind == "slot_attention":
-        return build_slot_attention_autoencoder(iters=model.slot_attention_iters, **common)
-    return build_cut_autoencoder(
-        gamma=model.gamma,
-        temperature=model.temperature,
-        bg_temperature=model.bg_temperature,
-        background_slot=model.background_slot,
-        partition_hidden=model.partition_hidden,
-        weight_activation=model.weight_activation,
-        form=model.cut_form,
-        relaxation=model.cut_relaxation,
-        init_scale=model.cut_init_scale,
-        position_embedding=model.position_embedding,
-        pooling=model.slot_pooling,
-        **common,
-    )
-
-
-def build_dataset(data: DataConfig, split: str, variant: str | None = None) -> Dataset:
-    """The ``split`` ("train" / "val" / "test") of the dataset a data section describes.
-
-    ``variant`` overrides ``data.variant`` (used for the extra evaluation sets). CLEVR gives an
-    IterableDataset, the others map-style datasets.
-    """
-    if data.dataset not in DEFAULT_VARIANTS:
-        raise ValueError(
-            f"data.dataset: {data.dataset!r} is not an image object-discovery dataset here "
-            f"(use one of {tuple(DEFAULT_VARIANTS)}; video datasets go through the video "
-            "experiment: python -m cutslots.experiments.video train --config ...)"
-        )
-    variant = variant or data.variant or DEFAULT_VARIANTS[data.dataset]
-    count_key = "num_train" if split == "train" else "num_eval"
-    count = data.num_train if split == "train" else data.num_eval
-    if data.dataset == "synthetic":
-        if variant not in SYNTHETIC_VARIANTS:
-            raise ValueError(f"data.variant: synthetic variants are {SYNTHETIC_VARIANTS}, got {variant!r}")
-        default = SYNTHETIC_TRAIN if split == "train" else SYNTHETIC_EVAL
-        return SyntheticScenes(
-            variant=variant,
-            split=split,
-            size=data.image_size,
-            num_images=count or default,
-            min_objects=data.min_objects,
-            max_objects=data.max_objects,
-            seed=data.seed,
-            cache_dir=data.cache_dir,
-            object_radius=data.object_radius,
-        )
-    if data.dataset == "clevr":
-        return _clevr(data, split, variant, count, count_key)
-    if variant not in CLEVRTEX_VARIANTS:
-        raise ValueError(f"data.variant: ClevrTex variants are {CLEVRTEX_VARIANTS}, got {variant!r}")
-    # outd has no split of its own: all of it is evaluation data.
-    ds = ClevrTex(data.root, variant=variant, split=None if variant == "outd" else split,
-                  resolution=data.image_size)  # type: ignore[arg-type]
-    if count is None:
-        return ds
-    if count > len(ds):
-        raise ValueError(f"data.{count_key}: {count} images asked for, but ClevrTex {variant} "
-                         f"{split} has only {len(ds)} under {ds.folder}")
-    return Subset(ds, range(count))
-
-
-def _clevr(data: DataConfig, split: str, variant: str, count: int | None, count_key: str) -> ClevrWithMasks:
-    """CLEVR with masks; ``count`` keeps the first records of the split's range."""
-    if variant not in CLEVR_VARIANTS:
-        raise ValueError(f"data.variant: CLEVR variants are {tuple(CLEVR_VARIANTS)}, got {variant!r}")
-    if split not in CLEVR_SPLITS:
-        raise ValueError(f"split must be one of {sorted(CLEVR_SPLITS)}, got {split!r}")
-    start, end = CLEVR_SPLITS[split]
-    if count is not None:
-        if end is not None and count > end - start:
-            raise ValueError(f"data.{count_key}: {count} records asked for, but CLEVR split "
-                             f"{split!r} holds records [{start}, {end}) only")
-        end = start + count
-    return ClevrWithMasks(data.root, split, data.image_size,  # type: ignore[arg-type]
-                          splits={**CLEVR_SPLITS, split: (start, end)},
-                          max_objects=CLEVR_VARIANTS[variant])
-
-
-def eval_sets(data: DataConfig) -> dict[str, Dataset]:
-    """Evaluation sets: the test split of the training variant plus ``data.eval_variants``."""
-    # An unknown dataset keeps its own name here; build_dataset then rejects it.
-    main = data.variant or DEFAULT_VARIANTS.get(data.dataset, data.dataset)
-    names = [main] + [v for v in data.eval_variants if v != main]
-    return {name: build_dataset(data, "test", name) for name in names}
 
 
 def _first_items(ds: Dataset, n: int) -> list[dict[str, Any]]:
@@ -248,12 +124,12 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, eval_batch_si
     """
     out_dir = Path(config.train.out_dir)
     seed_everything(config.train.seed)  # the initial weights, so equal seeds give equal runs
-    model = build_model(config.model, config.data.image_size)
+    model = build_autoencoder(config.model, config.data.image_size)
     train_set = build_dataset(config.data, "train")
     sets = eval_sets(config.data)
     periodic = _eval_fn(sets, eval_batch_size, max_images=64) if config.train.eval_every else None
     summary = train(model, train_set, config.train, periodic, resume=resume, experiment=config)
-    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+    if not is_main():
         return {"summary": summary}
     save_config(config, out_dir / "config.yaml")
     _check_not_sharded(sets, summary.checkpoint)
@@ -287,11 +163,8 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Evaluate a training checkpoint on its config's evaluation sets (``overrides`` replace
     fields of its data section, e.g. ``{"root": ..., "eval_variants": ("outd", "camo")}``)."""
-    path, saved = checkpoint_config(path)
-    if overrides:
-        saved = {**saved, "data": {**saved.get("data", {}), **overrides}}
-    config = config_from_dict(saved, source=str(path))
-    model = build_model(config.model, config.data.image_size)
+    path, config = load_run(path, overrides)
+    model = build_autoencoder(config.model, config.data.image_size)
     load_checkpoint(path, model)  # ValueError naming the parameters if the weights do not fit
     model.to(device)
     out = Path(out_dir) if out_dir is not None else path.parent / "eval"

@@ -1,17 +1,17 @@
 """Video experiment (paper §4 "Matching and motion", Table 2, Figs. 5-6): train, track, report.
 
-Two models, built from a config's model section by :func:`build_video_model`:
+Two models, built from a config's model section by
+:func:`cutslots.models.builders.build_video_model`:
 
-- ``kind: cut``: :class:`~cutslots.models.frame_pair.FramePairAutoencoder`, the cut grouping
+- ``grouping.kind: cut``: :class:`~cutslots.models.frame_pair.FramePairAutoencoder`, the cut grouping
   per frame plus a :class:`~cutslots.nn.matcher.SlotMatcher`, trained on consecutive frame
   pairs (B, 2, 3, H, W); clips are tracked with its own matchings ``M``.
-- ``kind: slot_attention``: the paper's baseline, the single-frame Slot Attention autoencoder
+- ``grouping.kind: slot_attention``: the paper's baseline, the single-frame Slot Attention autoencoder
   trained on single frames (B, 3, H, W); clips are tracked by Hungarian matching of slot inner
   products between consecutive frames.
 
-Data (``data.dataset``): ``"moving"`` (synthetic, :class:`~cutslots.data.moving.MovingScenes`,
-train split for training, test split for evaluation) or ``"movi_a"`` (streamed
-:class:`~cutslots.data.movi.MoviA`, train / validation splits).
+Data (``data.dataset``): ``"moving"`` or ``"movi_a"``, built by :mod:`cutslots.data.registry`.
+``cutslots train`` runs this experiment for them and ``cutslots eval`` evaluates its checkpoints.
 
 ``run_video_experiment(config)`` trains through :func:`cutslots.train.loop.train`, then writes
 to ``train.out_dir``: ``checkpoint.pt``, ``config.yaml``, ``scalars.csv``, ``metrics.json``,
@@ -23,7 +23,6 @@ the metrics are those of :mod:`cutslots.video_eval`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -39,22 +38,16 @@ import torch  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 from torch.utils.data import DataLoader, Dataset, IterableDataset  # noqa: E402
 
-from cutslots.config import (  # noqa: E402
-    DataConfig,
-    ExperimentConfig,
-    ModelConfig,
-    config_from_dict,
-    load_config,
-    save_config,
-)
-from cutslots.data.moving import FramePairs, MovingScenes  # noqa: E402
-from cutslots.experiments.discovery import build_model, training_curves  # noqa: E402
+from cutslots.config import ExperimentConfig, save_config  # noqa: E402
+from cutslots.data.registry import VIDEO_DATASETS, Unit, build_video_dataset  # noqa: E402
+from cutslots.experiments.common import is_main, load_run, seed_everything  # noqa: E402
+from cutslots.experiments.discovery import training_curves  # noqa: E402
 from cutslots.evaluation import score_batches, upsample_masks  # noqa: E402
 from cutslots.figures import save_figure  # noqa: E402
 from cutslots.metrics import summarize  # noqa: E402
 from cutslots.models.frame_pair import FramePairAutoencoder  # noqa: E402
-from cutslots.nn.matcher import SlotMatcher  # noqa: E402
-from cutslots.train.checkpoint import checkpoint_config, load_checkpoint  # noqa: E402
+from cutslots.models.builders import build_video_model  # noqa: E402
+from cutslots.train.checkpoint import load_checkpoint  # noqa: E402
 from cutslots.train.loop import CHECKPOINT_NAME, train  # noqa: E402
 from cutslots.video_eval import (  # noqa: E402
     TABLE2_COLUMNS,
@@ -70,124 +63,16 @@ from cutslots.video_eval import (  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-VIDEO_DATASETS = ("moving", "movi_a")
-# Synthetic videos have no fixed count: these are the defaults when num_train / num_eval are null.
-MOVING_TRAIN, MOVING_EVAL = 1000, 100
 FAR_PAIR = (5, 20)  # the frames of the paper's Fig. 6
 STRIP_FRAMES = 8  # at most this many (evenly spaced) frames in the clip strip
 METHOD_NAMES = {"cut": "Cut + matching", "slot_attention": "Slot Attention + Hungarian"}
-Unit = Literal["pairs", "frames", "clips"]
 # The batch key each training unit feeds to the model (train's input_key).
 INPUT_KEYS = {"pairs": "frames", "frames": "image"}
-
-
-def build_video_model(model_cfg: ModelConfig, image_size: int) -> nn.Module:
-    """The video model a model section describes, for square frames of ``image_size``.
-
-    ``kind: cut`` -> FramePairAutoencoder (cut grouping + SlotMatcher with ``matching_*``);
-    ``kind: slot_attention`` -> the single-frame SlotAutoencoder baseline.
-    """
-    base = build_model(model_cfg, image_size)
-    if model_cfg.kind == "slot_attention":
-        return base
-    matcher = SlotMatcher(
-        model_cfg.num_slots,
-        model_cfg.slot_dim,
-        gamma=model_cfg.matching_gamma,
-        temperature=model_cfg.matching_temperature,
-        form=model_cfg.matching_form,
-    )
-    return FramePairAutoencoder(base.encoder, base.grouping, base.decoder, matcher)
 
 
 def training_unit(model: nn.Module) -> Unit:
     """What a model trains on: frame pairs (frame-pair model) or single frames (anything else)."""
     return "pairs" if isinstance(model, FramePairAutoencoder) else "frames"
-
-
-class VideoFrames(Dataset):
-    """Single frames of every video: {"image": (3, H, W), "mask": (H, W)}.
-
-    Item ``i`` is frame ``i % T`` of video ``i // T``; cache ``videos`` when iterating over
-    many frames (each access renders or loads the whole video).
-    """
-
-    def __init__(self, videos: MovingScenes) -> None:
-        if not isinstance(videos, MovingScenes):
-            raise TypeError(f"videos must be a MovingScenes dataset, got {type(videos).__name__}")
-        self.videos = videos
-        self.frames_per_video = videos.num_frames
-
-    def __len__(self) -> int:
-        return len(self.videos) * self.frames_per_video
-
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
-        if not 0 <= index < len(self):
-            raise IndexError(f"index must be in [0, {len(self)}), got {index}")
-        video_index, t = divmod(index, self.frames_per_video)
-        item = self.videos[video_index]
-        return {"image": item["video"][t], "mask": item["mask"][t]}
-
-
-class StreamedFrames(IterableDataset):
-    """Single frames of streamed clips (MOVi-A in clip mode): {"image", "mask"} per frame.
-
-    Iterating calls ``iter(clips)`` in the consuming process, so the clips' own sharding over
-    DataLoader workers and DDP ranks still applies.
-    """
-
-    def __init__(self, clips: Iterable[Mapping[str, Any]]) -> None:
-        super().__init__()
-        self.clips = clips
-
-    def __iter__(self) -> Iterator[dict[str, Tensor]]:
-        for clip in self.clips:
-            for image, mask in zip(clip["video"], clip["mask"]):
-                yield {"image": image, "mask": mask}
-
-
-def build_video_dataset(data: DataConfig, split: Literal["train", "eval"], unit: Unit) -> Dataset:
-    """The ``split`` of a video data section as frame ``"pairs"``, single ``"frames"`` or ``"clips"``.
-
-    Items: pairs {"frames": (2, 3, H, W), "mask": (2, H, W)}, frames {"image": (3, H, W),
-    "mask": (H, W)}, clips {"video": (T, 3, H, W), "mask": (T, H, W)}.
-    """
-    if split not in ("train", "eval"):
-        raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
-    if unit not in ("pairs", "frames", "clips"):
-        raise ValueError(f"unit must be 'pairs', 'frames' or 'clips', got {unit!r}")
-    if data.dataset == "moving":
-        count = data.num_train if split == "train" else data.num_eval
-        videos = MovingScenes(
-            split="train" if split == "train" else "test",
-            size=data.image_size,
-            num_videos=count or (MOVING_TRAIN if split == "train" else MOVING_EVAL),
-            num_frames=data.num_frames,
-            min_objects=data.min_objects,
-            max_objects=data.max_objects,
-            seed=data.seed,
-            variant=data.variant or "textured",
-            cache_dir=data.cache_dir,
-            object_radius=data.object_radius,
-        )
-        if unit == "pairs":
-            return FramePairs(videos)
-        return VideoFrames(videos) if unit == "frames" else videos
-    if data.dataset == "movi_a":
-        from cutslots.data.movi import MoviA
-
-        if split == "train" and data.num_train is not None:
-            # A stream has no subset to pick without reading it; refuse rather than ignore.
-            raise ValueError("data.num_train: must be null for movi_a (training streams the whole split)")
-        clips = MoviA(
-            data.root,  # type: ignore[arg-type]  # DataConfig requires a root for movi_a
-            split="train" if split == "train" else "validation",
-            mode="pairs" if unit == "pairs" else "clip",
-            source_resolution=128 if data.image_size <= 128 else 256,
-            resolution=data.image_size,
-        )
-        return StreamedFrames(clips) if unit == "frames" else clips
-    raise ValueError(f"data.dataset: the video experiment needs one of {VIDEO_DATASETS}, got {data.dataset!r}")
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -482,7 +367,7 @@ def run_video_experiment(config: ExperimentConfig, resume: bool = False, eval_ba
     (rank 0 only; other ranks return {"summary"})."""
     _check_video_config(config)
     out_dir = Path(config.train.out_dir)
-    torch.manual_seed(config.train.seed)  # reproducible initial weights (train() reseeds itself)
+    seed_everything(config.train.seed)  # the initial weights, so equal seeds give equal runs
     model = build_video_model(config.model, config.data.image_size)
     unit = training_unit(model)
     train_set = build_video_dataset(config.data, "train", unit)
@@ -490,11 +375,11 @@ def run_video_experiment(config: ExperimentConfig, resume: bool = False, eval_ba
     periodic = _eval_fn(clips, eval_batch_size, max_clips=16) if config.train.eval_every else None
     summary = train(model, train_set, config.train, periodic, resume=resume, experiment=config,
                     input_key=INPUT_KEYS[unit])
-    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+    if not is_main():
         return {"summary": summary}
     save_config(config, out_dir / "config.yaml")
     device = next(model.parameters()).device
-    report = video_report(model, clips, out_dir, METHOD_NAMES[config.model.kind], eval_batch_size, device,
+    report = video_report(model, clips, out_dir, METHOD_NAMES[config.model.grouping.kind], eval_batch_size, device,
                           config.data.num_eval)
     report["summary"] = summary
     return report
@@ -511,49 +396,14 @@ def evaluate_video_checkpoint(
     config's evaluation clips; ``overrides`` replace fields of its data section (e.g.
     ``{"root": ..., "num_eval": 50}``). Writes the report to ``out_dir`` (default: ``<run>/eval``).
     """
-    path, saved = checkpoint_config(path)
-    if overrides:
-        saved = {**saved, "data": {**saved.get("data", {}), **overrides}}
-    config = config_from_dict(saved, source=str(path))
+    path, config = load_run(path, overrides)
     _check_video_config(config)
     model = build_video_model(config.model, config.data.image_size)
     load_checkpoint(path, model)
     model.to(device)
     clips = build_video_dataset(config.data, "eval", "clips")
     out = Path(out_dir) if out_dir is not None else path.parent / "eval"
-    report = video_report(model, clips, out, METHOD_NAMES[config.model.kind], batch_size, torch.device(device),
+    report = video_report(model, clips, out, METHOD_NAMES[config.model.grouping.kind], batch_size, torch.device(device),
                           config.data.num_eval)
     report["config"] = config
     return report
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``train --config FILE [key=value ...] [--resume]`` or ``eval CHECKPOINT [...]``; prints Table 2."""
-    parser = argparse.ArgumentParser(prog="cutslots-video", description="Video experiment (paper Table 2).")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="train and evaluate from a YAML config")
-    p.add_argument("--config", required=True, type=Path)
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=100")
-    p = sub.add_parser("eval", help="evaluate a checkpoint")
-    p.add_argument("checkpoint", type=Path)
-    p.add_argument("--root", help="dataset root, if it moved since training")
-    p.add_argument("--num-eval", type=int)
-    p.add_argument("--out", type=Path)
-    p.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
-    if args.command == "train":
-        report = run_video_experiment(load_config(args.config, args.overrides), resume=args.resume)
-    else:
-        overrides = {k: v for k, v in (("root", args.root), ("num_eval", args.num_eval)) if v is not None}
-        report = evaluate_video_checkpoint(args.checkpoint, args.out, overrides, device=args.device)
-    if "table" in report:
-        print(report["table"])
-        print(f"\nmetrics: {report['metrics_path']}")
-        for figure in report["figures"]:
-            print(f"figure:  {figure}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

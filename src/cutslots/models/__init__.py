@@ -1,7 +1,7 @@
 """Encoders, decoder and the autoencoders of the paper's experiments."""
 
-from cutslots.models.autoencoder import SlotAttentionGrouping, SlotAutoencoder
-from cutslots.models.builders import build_cut_autoencoder, build_slot_attention_autoencoder
+from cutslots.models.autoencoder import SlotAutoencoder
+from cutslots.models.builders import build_autoencoder, build_encoder, build_grouping, build_video_model
 from cutslots.models.decoder import SpatialBroadcastDecoder
 from cutslots.models.encoders import CNNEncoder, ResNetEncoder
 from cutslots.models.frame_pair import FramePairAutoencoder
@@ -10,9 +10,10 @@ __all__ = [
     "CNNEncoder",
     "FramePairAutoencoder",
     "ResNetEncoder",
-    "SlotAttentionGrouping",
     "SlotAutoencoder",
     "SpatialBroadcastDecoder",
-    "build_cut_autoencoder",
-    "build_slot_attention_autoencoder",
+    "build_autoencoder",
+    "build_encoder",
+    "build_grouping",
+    "build_video_model",
 ]

@@ -15,8 +15,7 @@ Grouping contract (any ``nn.Module`` plugged in as ``grouping``):
 (B, K, 3, H, W), ``"masks"`` (B, K, H, W) (the decoder's alpha masks), ``"slots"`` and the
 grouping entries; ``loss`` is the reconstruction MSE, the training objective of the paper.
 
-``SlotAttentionGrouping`` is the Slot Attention baseline's grouping: soft position embedding,
-LayerNorm and a 2-layer MLP on every feature vector, then ``SlotAttention``.
+The two groupings of the paper live in :mod:`cutslots.nn.grouping`.
 """
 
 from __future__ import annotations
@@ -25,39 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cutslots.models.encoders import check_images
-from cutslots.nn.position import SoftPositionEmbed
-from cutslots.nn.slot_attention import SlotAttention
 
-
-class SlotAttentionGrouping(nn.Module):
-    """features (B, C, h, w) -> {"slots": (B, K, slot_dim), "masks": (B, K, h, w)}.
-
-    ``resolution`` is the (h, w) of the features, needed by the position embedding.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        num_slots: int,
-        slot_dim: int,
-        iters: int = 3,
-        resolution: tuple[int, int] = (64, 64),
-        hidden_dim: int = 128,
-    ) -> None:
-        super().__init__()
-        self.position = SoftPositionEmbed(in_channels, resolution)
-        self.norm = nn.LayerNorm(in_channels)
-        self.mlp = nn.Sequential(
-            nn.Linear(in_channels, in_channels), nn.ReLU(), nn.Linear(in_channels, slot_dim)
-        )
-        self.slot_attention = SlotAttention(num_slots, slot_dim, iters, hidden_dim)
-
-    def forward(self, features: Tensor) -> dict[str, Tensor]:
-        features = self.position(features)  # validates (B, C, h, w)
-        batch, _, h, w = features.shape
-        tokens = self.mlp(self.norm(features.flatten(2).transpose(1, 2)))  # (B, h*w, D)
-        slots, attention = self.slot_attention(tokens)
-        return {"slots": slots, "masks": attention.reshape(batch, -1, h, w)}
 
 
 def _check_grouping_output(out: object, features: Tensor) -> dict[str, Tensor]:
@@ -111,7 +78,8 @@ class SlotAutoencoder(nn.Module):
 
     def loss(self, images: Tensor, out: dict[str, Tensor]) -> Tensor:
         """Mean squared reconstruction error between images (B, 3, H, W) and out["recon"]."""
-        check_images(images)
+        if not isinstance(images, Tensor):
+            raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
         if "recon" not in out:
             raise ValueError(f"out must contain 'recon', got keys {sorted(out)}")
         if out["recon"].shape != images.shape:

@@ -13,12 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from cutslots.checks import check_positive_int
 from cutslots.nn.position import SoftPositionEmbed
-
-
-def _check_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def _num_upsamplings(out_size: int, broadcast: int) -> int:
@@ -39,10 +35,10 @@ class SpatialBroadcastDecoder(nn.Module):
     def __init__(
         self,
         slot_dim: int,
+        *,
         out_size: int = 128,
         broadcast: int = 8,
         channels: int = 64,
-        *,
         hidden_layers: int = 1,
     ) -> None:
         super().__init__()
@@ -53,7 +49,7 @@ class SpatialBroadcastDecoder(nn.Module):
             ("channels", channels),
             ("hidden_layers", hidden_layers),
         ]:
-            _check_positive_int(name, value)
+            check_positive_int(name, value)
         self.slot_dim = slot_dim
         self.out_size = out_size
         self.broadcast = broadcast

@@ -14,8 +14,13 @@ must be at most the first kernel's width so that no pixel is skipped.
 
 from __future__ import annotations
 
+import math
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from cutslots.checks import check_positive_int
 
 _STEM_KERNEL = 5
 # Values this far outside [0, 1] are rounding noise from resizing, not a wrong scale.
@@ -32,16 +37,12 @@ def check_images(images: Tensor) -> None:
         raise ValueError(f"images must be a float tensor in [0, 1], got dtype {images.dtype}")
     if images.numel() == 0:
         raise ValueError(f"images must not be empty, got shape {tuple(images.shape)}")
-    if not bool(images.isfinite().all()):
-        raise ValueError("images must be finite, found NaN or inf")
-    low, high = float(images.min()), float(images.max())
+    # One pass and one host sync: a NaN anywhere makes the extrema NaN.
+    low, high = (float(v) for v in torch.aminmax(images.detach()))
+    if math.isnan(low) or math.isnan(high):
+        raise ValueError("images must be finite, found NaN")
     if low < -_RANGE_TOLERANCE or high > 1.0 + _RANGE_TOLERANCE:
         raise ValueError(f"images must have values in [0, 1], found range [{low:.4g}, {high:.4g}]")
-
-
-def _check_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def _downsample_factor(images: Tensor, out_size: int) -> int:
@@ -74,8 +75,8 @@ class CNNEncoder(nn.Module):
 
     def __init__(self, channels: int = 64, out_size: int = 64) -> None:
         super().__init__()
-        _check_positive_int("channels", channels)
-        _check_positive_int("out_size", out_size)
+        check_positive_int("channels", channels)
+        check_positive_int("out_size", out_size)
         self.channels = channels
         self.out_size = out_size
         self.stem = _StridedStem(3, channels)
@@ -112,9 +113,9 @@ class ResNetEncoder(nn.Module):
 
     def __init__(self, channels: int = 100, blocks: int = 4, out_size: int = 64) -> None:
         super().__init__()
-        _check_positive_int("channels", channels)
-        _check_positive_int("blocks", blocks)
-        _check_positive_int("out_size", out_size)
+        check_positive_int("channels", channels)
+        check_positive_int("blocks", blocks)
+        check_positive_int("out_size", out_size)
         self.channels = channels
         self.out_size = out_size
         self.stem = _StridedStem(3, channels)

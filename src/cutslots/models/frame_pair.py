@@ -46,7 +46,6 @@ def stack_frame_pair(frames: Tensor | Sequence[Tensor]) -> Tensor:
         frames = torch.stack(tuple(frames), dim=1)
     else:
         raise TypeError("frames must be a (B, 2, 3, H, W) tensor or a pair of (B, 3, H, W) tensors")
-    check_images(frames.flatten(0, 1))
     return frames
 
 
@@ -63,7 +62,7 @@ class FramePairAutoencoder(nn.Module):
     """
 
     def __init__(
-        self, encoder: nn.Module, grouping: nn.Module, decoder: nn.Module, matcher: SlotMatcher
+        self, encoder: nn.Module, grouping: nn.Module, decoder: nn.Module, *, matcher: SlotMatcher
     ) -> None:
         super().__init__()
         if not isinstance(matcher, SlotMatcher):
@@ -93,7 +92,8 @@ class FramePairAutoencoder(nn.Module):
         }
 
     def forward(self, frames: Tensor | Sequence[Tensor]) -> dict[str, Tensor]:
-        frames = stack_frame_pair(frames)
+        frames = stack_frame_pair(frames)  # (B, 2, 3, H, W)
+        check_images(frames.flatten(0, 1))
         batch = frames.shape[0]
         grouped = self.frame_slots(frames.flatten(0, 1))  # frames of one pair are adjacent
         slots = grouped["slots"].unflatten(0, (batch, 2))

@@ -1,6 +1,6 @@
 """Network layers built on the QP core (no datasets, no training code)."""
 
-from cutslots.nn.cut_slots import CutSlotGrouping
+from cutslots.nn.grouping import CutSlotGrouping, SlotAttentionGrouping
 from cutslots.nn.matcher import SlotMatcher
 from cutslots.nn.partition import BackgroundKPartition, KPartition, PartitionOutput
 from cutslots.nn.position import LearnedPositionEmbedding, SoftPositionEmbed
@@ -13,6 +13,7 @@ __all__ = [
     "LearnedPositionEmbedding",
     "PartitionOutput",
     "SlotAttention",
+    "SlotAttentionGrouping",
     "SlotMatcher",
     "SoftPositionEmbed",
 ]

@@ -42,6 +42,7 @@ class SlotMatcher(nn.Module):
         self,
         num_slots: int,
         slot_dim: int,
+        *,
         gamma: float,
         temperature: float,
         form: MatchingForm = "perfect",

@@ -28,14 +28,14 @@ moves ``p`` (the smoothing comes from the fixed grid Laplacian of the QP).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cutslots.checks import check_finite, check_positive_float, check_positive_int
 from cutslots.qp import GridCutQP
 from cutslots.qp.cut import Engine
 from cutslots.qp.cut_closed_form import dct_matrix, grid_laplacian_eigenvalues
@@ -55,7 +55,8 @@ class PartitionOutput:
 
     Attributes:
         masks: ``(B, k, H, W)`` soft masks, non-negative, summing to 1 over k.
-        features: ``(B, k, C, H, W)`` the (optionally MLP-transformed) features times the masks.
+        values: ``(B, C, H, W)`` what the masks cut out: the features (or the ``values`` passed
+            to ``forward``), through the optional feature MLP.
         p: ``(B, n, H, W)`` raw vertex variables of the n cuts (n = k for ``KPartition``;
             n = k + 1 for ``BackgroundKPartition``: background cut, foreground cut, then the
             k - 1 object cuts).
@@ -64,26 +65,19 @@ class PartitionOutput:
     """
 
     masks: Tensor
-    features: Tensor
+    values: Tensor
     p: Tensor
     weights: Tensor
 
-
-def check_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
-def check_temperature(name: str, value: float) -> float:
-    """Return ``value`` as a float; raise unless it is a finite number > 0."""
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not number or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
+    @property
+    def features(self) -> Tensor:
+        """``(B, k, C, H, W)`` the masked values of Alg. 1, built on demand (k x the memory)."""
+        return self.masks.unsqueeze(2) * self.values.unsqueeze(1)
 
 
 def check_features(features: Tensor, channels: int, height: int, width: int) -> None:
-    """Raise unless ``features`` is a finite float32/float64 (B >= 1, channels, height, width)."""
+    """Raise unless ``features`` is a float32/float64 (B >= 1, channels, height, width); in debug
+    mode (:mod:`cutslots.checks`) also unless it is finite."""
     if not isinstance(features, Tensor):
         raise TypeError(f"features must be a torch.Tensor, got {type(features).__name__}")
     if features.dtype not in (torch.float32, torch.float64):
@@ -94,14 +88,13 @@ def check_features(features: Tensor, channels: int, height: int, width: int) -> 
             f"features must have shape (B, {channels}, {height}, {width}) with B >= 1 "
             f"(the layer's channels and grid), got {tuple(features.shape)}"
         )
-    if not bool(torch.isfinite(features).all()):
-        raise ValueError("features contains NaN or inf values")
+    check_finite("features", features)
 
 
 def score_cnn(in_channels: int, hidden: int, out_channels: int, init_scale: float) -> nn.Sequential:
     """The 3-layer CNN (3x3 convolutions, ReLU between) of the partitions; ``init_scale``
     multiplies the default initialisation of its last layer (weights and bias)."""
-    init_scale = check_temperature("init_scale", init_scale)
+    init_scale = check_positive_float("init_scale", init_scale)
     cnn = nn.Sequential(
         nn.Conv2d(in_channels, hidden, 3, padding=1),
         nn.ReLU(),
@@ -140,10 +133,10 @@ class ParallelCuts(nn.Module):
         self,
         in_channels: int,
         num_cuts: int,
+        *,
         height: int,
         width: int,
         gamma: float,
-        *,
         hidden: int = 64,
         weight_activation: WeightActivation = "softplus",
         form: CutForm = "paper",
@@ -195,10 +188,10 @@ class UnaryScores(nn.Module):
         self,
         in_channels: int,
         num_cuts: int,
+        *,
         height: int,
         width: int,
         relaxation: Relaxation,
-        *,
         hidden: int = 64,
         init_scale: float = 1.0,
     ) -> None:
@@ -231,10 +224,10 @@ def part_scores(
     relaxation: Relaxation,
     in_channels: int,
     num_cuts: int,
+    *,
     height: int,
     width: int,
     gamma: float,
-    *,
     hidden: int,
     weight_activation: WeightActivation,
     form: CutForm,
@@ -242,34 +235,24 @@ def part_scores(
     init_scale: float,
 ) -> ParallelCuts | UnaryScores:
     """The scorer of a partition: :class:`ParallelCuts` for ``"cut"``, else the ablation."""
+    grid = dict(height=height, width=width, hidden=hidden, init_scale=init_scale)
     if relaxation == "cut":
-        return ParallelCuts(in_channels, num_cuts, height, width, gamma, hidden=hidden,
-                            weight_activation=weight_activation, form=form, engine=engine,
-                            init_scale=init_scale)
+        return ParallelCuts(in_channels, num_cuts, gamma=gamma, weight_activation=weight_activation,
+                            form=form, engine=engine, **grid)
     if relaxation not in RELAXATIONS:
         raise ValueError(f"relaxation must be one of {RELAXATIONS}, got {relaxation!r}")
-    return UnaryScores(in_channels, num_cuts, height, width, relaxation, hidden=hidden,
-                       init_scale=init_scale)
-
-
-def _feature_mlp(enabled: bool, channels: int, hidden: int) -> nn.Module | None:
-    """The optional per-pixel MLP of the partitions' ``feature_mlp`` argument."""
-    if not isinstance(enabled, bool):
-        raise TypeError(f"feature_mlp must be a bool, got {type(enabled).__name__}")
-    return pixel_mlp(channels, hidden) if enabled else None
-
-
-def _masked(masks: Tensor, values: Tensor) -> Tensor:
-    """masks (B, k, H, W), values (B, C, H, W) -> (B, k, C, H, W)."""
-    return masks.unsqueeze(2) * values.unsqueeze(1)
+    return UnaryScores(in_channels, num_cuts, relaxation=relaxation, **grid)
 
 
 class KPartition(nn.Module):
     """k-partition of features ``(B, C, H, W)`` by k parallel cuts (Alg. 1).
 
-    ``masks = softmax(p / temperature)`` over the k parts; the masked features are
-    ``masks[:, i] * mlp(features)`` (``mlp`` = identity unless ``feature_mlp``).
-    forward -> :class:`PartitionOutput` with n = k.
+    ``masks = softmax(p / temperature)`` over the k parts; they cut out
+    ``values = mlp(features)`` (``mlp`` = identity unless ``feature_mlp``), and
+    ``PartitionOutput.features`` gives the masked values ``masks[:, i] * values``.
+    ``forward(features, values=None)``: the cuts read ``features``; ``values`` (B, C', H, W),
+    when given, is what the masks cut out instead (e.g. features plus a position embedding the
+    cut should not see). forward -> :class:`PartitionOutput` with n = k.
 
     Args:
         in_channels, height, width, gamma, hidden, weight_activation, form, engine, init_scale:
@@ -277,19 +260,21 @@ class KPartition(nn.Module):
         num_parts: k (>= 1).
         temperature: softmax temperature over the parts (> 0).
         feature_mlp: apply a per-pixel 2-layer MLP (1x1 convs, ``hidden`` wide) to the
-            features before masking.
+            values before masking.
         relaxation: ``"cut"`` (the QP), or an ablation of :class:`UnaryScores`; the
             ablations ignore ``gamma``, ``weight_activation``, ``form`` and ``engine``.
     """
+
+    min_parts = 1
 
     def __init__(
         self,
         in_channels: int,
         num_parts: int,
+        *,
         height: int,
         width: int,
-        gamma: float,
-        *,
+        gamma: float = 1.0,
         temperature: float = 0.5,
         hidden: int = 64,
         weight_activation: WeightActivation = "softplus",
@@ -301,22 +286,38 @@ class KPartition(nn.Module):
     ) -> None:
         super().__init__()
         check_positive_int("num_parts", num_parts)
+        if num_parts < self.min_parts:
+            raise ValueError(f"num_parts must be >= {self.min_parts} (background + at least one object), "
+                             f"got {num_parts}")
+        if not isinstance(feature_mlp, bool):
+            raise TypeError(f"feature_mlp must be a bool, got {type(feature_mlp).__name__}")
         self.num_parts = num_parts
-        self.temperature = check_temperature("temperature", temperature)
+        self.temperature = check_positive_float("temperature", temperature)
         self.cuts = part_scores(
-            relaxation, in_channels, num_parts, height, width, gamma, hidden=hidden,
+            relaxation, in_channels, self.num_cuts, height=height, width=width, gamma=gamma, hidden=hidden,
             weight_activation=weight_activation, form=form, engine=engine, init_scale=init_scale,
         )
-        self.feature_mlp = _feature_mlp(feature_mlp, in_channels, hidden)
+        self.feature_mlp = pixel_mlp(in_channels, hidden) if feature_mlp else None
 
-    def forward(self, features: Tensor) -> PartitionOutput:
+    @property
+    def num_cuts(self) -> int:
+        """n, the cuts solved per image."""
+        return self.num_parts
+
+    def part_masks(self, p: Tensor) -> Tensor:
+        """p (B, n, H, W) -> masks (B, k, H, W)."""
+        return torch.softmax(p / self.temperature, dim=1)
+
+    def forward(self, features: Tensor, values: Tensor | None = None) -> PartitionOutput:
         p, weights = self.cuts(features)  # validates features
-        masks = torch.softmax(p / self.temperature, dim=1)
-        values = features if self.feature_mlp is None else self.feature_mlp(features)
-        return PartitionOutput(masks, _masked(masks, values), p, weights)
+        masks = self.part_masks(p)  # (B, k, H, W)
+        values = features if values is None else values
+        if self.feature_mlp is not None:
+            values = self.feature_mlp(values)  # (B, C, H, W)
+        return PartitionOutput(masks, values, p, weights)
 
 
-class BackgroundKPartition(nn.Module):
+class BackgroundKPartition(KPartition):
     """Background slot plus a (k-1)-partition of the foreground.
 
     One :class:`ParallelCuts` solves k + 1 cuts: cuts 0 and 1 form the background/foreground
@@ -333,43 +334,17 @@ class BackgroundKPartition(nn.Module):
     Args: as :class:`KPartition`, with ``num_parts`` = k >= 2 counting the background.
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        num_parts: int,
-        height: int,
-        width: int,
-        gamma: float,
-        *,
-        temperature: float = 0.5,
-        bg_temperature: float = 0.1,
-        hidden: int = 64,
-        weight_activation: WeightActivation = "softplus",
-        feature_mlp: bool = False,
-        form: CutForm = "paper",
-        engine: Engine = "auto",
-        relaxation: Relaxation = "cut",
-        init_scale: float = 1.0,
-    ) -> None:
-        super().__init__()
-        check_positive_int("num_parts", num_parts)
-        if num_parts < 2:
-            raise ValueError(
-                f"num_parts must be >= 2 (background + at least one object), got {num_parts}"
-            )
-        self.num_parts = num_parts
-        self.temperature = check_temperature("temperature", temperature)
-        self.bg_temperature = check_temperature("bg_temperature", bg_temperature)
-        self.cuts = part_scores(
-            relaxation, in_channels, num_parts + 1, height, width, gamma, hidden=hidden,
-            weight_activation=weight_activation, form=form, engine=engine, init_scale=init_scale,
-        )
-        self.feature_mlp = _feature_mlp(feature_mlp, in_channels, hidden)
+    min_parts = 2
 
-    def forward(self, features: Tensor) -> PartitionOutput:
-        p, weights = self.cuts(features)  # validates features
-        bg_fg = torch.softmax(p[:, :2] / self.bg_temperature, dim=1)
-        objects = torch.softmax(p[:, 2:] / self.temperature, dim=1)
-        masks = torch.cat([bg_fg[:, :1], bg_fg[:, 1:] * objects], dim=1)
-        values = features if self.feature_mlp is None else self.feature_mlp(features)
-        return PartitionOutput(masks, _masked(masks, values), p, weights)
+    def __init__(self, in_channels: int, num_parts: int, *, bg_temperature: float = 0.1, **options: Any) -> None:
+        super().__init__(in_channels, num_parts, **options)
+        self.bg_temperature = check_positive_float("bg_temperature", bg_temperature)
+
+    @property
+    def num_cuts(self) -> int:
+        return self.num_parts + 1
+
+    def part_masks(self, p: Tensor) -> Tensor:
+        bg_fg = torch.softmax(p[:, :2] / self.bg_temperature, dim=1)  # (B, 2, H, W)
+        objects = torch.softmax(p[:, 2:] / self.temperature, dim=1)  # (B, k - 1, H, W)
+        return torch.cat([bg_fg[:, :1], bg_fg[:, 1:] * objects], dim=1)  # (B, k, H, W)

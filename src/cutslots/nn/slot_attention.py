@@ -12,10 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-def _check_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+from cutslots.checks import check_positive_int
 
 
 class SlotAttention(nn.Module):
@@ -29,15 +26,16 @@ class SlotAttention(nn.Module):
         self,
         num_slots: int,
         dim: int,
+        *,
         iters: int = 3,
         hidden_dim: int = 128,
         eps: float = 1e-8,
     ) -> None:
         super().__init__()
-        _check_positive_int("num_slots", num_slots)
-        _check_positive_int("dim", dim)
-        _check_positive_int("iters", iters)
-        _check_positive_int("hidden_dim", hidden_dim)
+        check_positive_int("num_slots", num_slots)
+        check_positive_int("dim", dim)
+        check_positive_int("iters", iters)
+        check_positive_int("hidden_dim", hidden_dim)
         if not eps > 0:
             raise ValueError(f"eps must be > 0, got {eps!r}")
         self.num_slots = num_slots

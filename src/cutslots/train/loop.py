@@ -1,4 +1,4 @@
-"""The training loop: Adam + exponential decay, checkpoints, exact resume, signals, DDP.
+"""The training loop: the configured optimiser + exponential decay, checkpoints, exact resume, signals, DDP.
 
 ``train`` is generic over the model: anything whose ``forward(images)`` returns a mapping with
 ``"recon"`` and that has a ``loss(images, out) -> scalar tensor`` method; and over the dataset:
@@ -15,7 +15,8 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -26,7 +27,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from cutslots.config import ExperimentConfig, TrainConfig, to_dict
+from cutslots.config import ExperimentConfig, OptimizerConfig, TrainConfig, to_dict, upgrade_legacy, validate
 from cutslots.train.checkpoint import (CHECKPOINT_NAME, capture_rng_state, load_checkpoint,
                                        restore_rng_state, save_checkpoint)
 from cutslots.train.distributed import (DistContext, InfiniteSampler, all_gather_objects,
@@ -34,15 +35,15 @@ from cutslots.train.distributed import (DistContext, InfiniteSampler, all_gather
                                         resolve_device, setup_distributed, wrap_model)
 from cutslots.train.logging import RunLogger, progress_bar
 
-__all__ = ["CHECKPOINT_NAME", "EvalFn", "TrainSummary", "lr_factor", "make_scheduler",
-           "seed_everything", "train"]
+__all__ = ["CHECKPOINT_NAME", "EvalFn", "TrainSummary", "eval_mode", "lr_factor", "make_optimizer",
+           "make_scheduler", "seed_everything", "train"]
 
 
 # eval_fn(model, step) -> {metric name: value}; runs on rank 0 in eval mode under no_grad.
 EvalFn = Callable[[nn.Module, int], Mapping[str, float]]
 
 # Train-config keys that shape the trajectory: a resume must not change them.
-_TRAJECTORY_KEYS = ("batch_size", "lr", "decay_rate", "decay_steps", "warmup_steps",
+_TRAJECTORY_KEYS = ("batch_size", "optimizer", "decay_rate", "decay_steps", "warmup_steps",
                     "grad_clip", "seed")
 
 
@@ -62,6 +63,17 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode for the block; its previous mode is restored, also on errors."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def lr_factor(step: int, *, decay_rate: float, decay_steps: int, warmup_steps: int) -> float:
@@ -163,9 +175,13 @@ def _check_resume_compatible(saved: Mapping[str, Any] | None, config: TrainConfi
                              path: Path) -> None:
     if saved is None or "train" not in saved:
         raise ValueError(f"{path}: holds no training config, so it cannot be resumed")
+    # Through the schema: an older layout is upgraded and its unwritten keys get their defaults.
+    before = to_dict(validate(TrainConfig, upgrade_legacy(dict(saved), str(path))["train"], str(path)))
     now = to_dict(config)
-    changed = [f"{k} ({saved['train'].get(k)!r} -> {now[k]!r})" for k in _TRAJECTORY_KEYS
-               if saved["train"].get(k) != now[k]]
+    changed = [f"{k} ({before[k]!r} -> {now[k]!r})" for k in _TRAJECTORY_KEYS
+               if before[k] != now[k] and not isinstance(now[k], dict)]
+    changed += [f"{k}.{leaf} ({before[k][leaf]!r} -> {now[k][leaf]!r})" for k in _TRAJECTORY_KEYS
+                if isinstance(now[k], dict) for leaf in now[k] if before[k][leaf] != now[k][leaf]]
     if changed:
         raise ValueError(f"{path}: cannot resume exactly, these train settings changed: "
                          + ", ".join(changed))
@@ -217,141 +233,174 @@ def train(
     return _run(model, train_dataset, config, eval_fn, resume, experiment, ctx, device, input_key)
 
 
+@dataclass
+class _Position:
+    """Where a run stands: what a checkpoint stores besides the weights and RNG states."""
+
+    step: int
+    start_step: int
+    consumed: int  # batches of a stream consumed before this process started
+    window: list[float]  # this rank's losses since the last log line (saved, so logs resume too)
+    clock: float  # seconds spent in training steps (not evaluation or checkpoints), all runs
+
+
+def make_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Optimizer:
+    """The optimiser of ``train.optimizer`` over the model's parameters."""
+    kind = torch.optim.AdamW if config.kind == "adamw" else torch.optim.Adam
+    betas = (config.betas[0], config.betas[1])
+    return kind(model.parameters(), lr=config.lr, betas=betas, weight_decay=config.weight_decay)
+
+
+def _check_out_dir(ckpt_path: Path, resume: bool) -> None:
+    if resume and not ckpt_path.is_file():
+        raise FileNotFoundError(f"resume: no checkpoint to resume from at {ckpt_path}")
+    if not resume and ckpt_path.exists():
+        raise ValueError(f"out_dir: {ckpt_path.parent} already holds a checkpoint; pass resume=True to "
+                         f"continue it or choose another out_dir")
+
+
+def _start(ckpt_path: Path, resume: bool, model: nn.Module, optimizer: torch.optim.Optimizer,
+           scheduler: torch.optim.lr_scheduler.LambdaLR, config: TrainConfig, ctx: DistContext,
+           size: int | None) -> tuple[_Position, InfiniteSampler | None]:
+    """The run's position and sampler: restored from the checkpoint, or fresh (seeded)."""
+    if not resume:
+        seed_everything(config.seed + ctx.rank)  # distinct streams per rank (e.g. slot noise)
+        sampler = None if size is None else InfiniteSampler(size, seed=config.seed, rank=ctx.rank,
+                                                            world_size=ctx.world_size)
+        return _Position(step=0, start_step=0, consumed=0, window=[], clock=0.0), sampler
+    ckpt = load_checkpoint(ckpt_path, model, optimizer=optimizer, scheduler=scheduler,
+                           restore_rng=True, rank=ctx.rank)
+    _check_resume_compatible(ckpt.config, config, ckpt_path)
+    if ckpt.step > config.steps:
+        raise ValueError(f"steps: {config.steps} is fewer than the {ckpt.step} steps already done by {ckpt_path}")
+    sampler = None if size is None else InfiniteSampler.from_state(
+        ckpt.extra["sampler"], size=size, rank=ctx.rank, world_size=ctx.world_size)
+    position = _Position(step=ckpt.step, start_step=ckpt.step, consumed=int(ckpt.extra.get("stream_batches", 0)),
+                         window=list(ckpt.extra["loss_windows"][ctx.rank]),
+                         clock=float(ckpt.extra.get("train_seconds", 0.0)))
+    return position, sampler
+
+
+def _loader(dataset: Dataset[dict[str, torch.Tensor]], sampler: InfiniteSampler | None, config: TrainConfig,
+            per_rank_batch: int, device: torch.device) -> DataLoader:
+    return DataLoader(dataset, batch_size=per_rank_batch, sampler=sampler, drop_last=sampler is None,
+                      num_workers=config.num_workers, pin_memory=device.type == "cuda",
+                      worker_init_fn=_ignore_sigint if config.num_workers else None,
+                      # Own generator: creating the iterator must not draw from the global
+                      # RNG, or a resumed run would diverge from an uninterrupted one.
+                      generator=torch.Generator().manual_seed(config.seed))
+
+
+def _update(net: nn.Module, model: nn.Module, images: torch.Tensor, optimizer: torch.optim.Optimizer,
+            grad_clip: float | None, step: int) -> tuple[float, float]:
+    """One optimiser step on ``images``: returns (loss, gradient norm before clipping)."""
+    out = net(images)
+    if not isinstance(out, Mapping) or "recon" not in out:
+        raise TypeError(f"model: forward must return a dict with 'recon', got {type(out).__name__}")
+    loss = model.loss(images, out)
+    if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+        raise TypeError(f"model.loss: expected a scalar tensor, got {loss!r}")
+    loss_value = loss.item()
+    if not math.isfinite(loss_value):  # stop before the update corrupts weights
+        raise FloatingPointError(f"loss is {loss_value} at step {step + 1}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    else:
+        grad_norm = nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+    optimizer.step()
+    return loss_value, float(grad_norm)
+
+
 def _run(model: nn.Module, dataset: Dataset[dict[str, torch.Tensor]], config: TrainConfig,
          eval_fn: EvalFn | None, resume: bool, experiment: ExperimentConfig | None,
          ctx: DistContext, device: torch.device, input_key: str) -> TrainSummary:
     out_dir = Path(config.out_dir)
     ckpt_path = out_dir / CHECKPOINT_NAME
-    if resume and not ckpt_path.is_file():
-        raise FileNotFoundError(f"resume: no checkpoint to resume from at {ckpt_path}")
-    if not resume and ckpt_path.exists():
-        raise ValueError(f"out_dir: {out_dir} already holds a checkpoint; pass resume=True to "
-                         f"continue it or choose another out_dir")
+    _check_out_dir(ckpt_path, resume)
     per_rank_batch = config.batch_size // ctx.world_size
-    streaming = isinstance(dataset, IterableDataset)
-    size = 0 if streaming else len(dataset)  # type: ignore[arg-type]
-
+    size = None if isinstance(dataset, IterableDataset) else len(dataset)  # type: ignore[arg-type]
     model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = make_optimizer(model, config.optimizer)
     scheduler = make_scheduler(optimizer, config)
-    if resume:
-        ckpt = load_checkpoint(ckpt_path, model, optimizer=optimizer, scheduler=scheduler,
-                               restore_rng=True, rank=ctx.rank)
-        _check_resume_compatible(ckpt.config, config, ckpt_path)
-        sampler = None if streaming else InfiniteSampler.from_state(
-            ckpt.extra["sampler"], size=size, rank=ctx.rank, world_size=ctx.world_size)
-        consumed = int(ckpt.extra.get("stream_batches", 0))
-        start_step = ckpt.step
-        if start_step > config.steps:
-            raise ValueError(f"steps: {config.steps} is fewer than the {start_step} steps "
-                             f"already done by {ckpt_path}")
-        window: list[float] = list(ckpt.extra["loss_windows"][ctx.rank])
-        clock = float(ckpt.extra.get("train_seconds", 0.0))
-    else:
-        seed_everything(config.seed + ctx.rank)  # distinct streams per rank (e.g. slot noise)
-        sampler = None if streaming else InfiniteSampler(size, seed=config.seed, rank=ctx.rank,
-                                                         world_size=ctx.world_size)
-        consumed = 0
-        start_step = 0
-        window = []  # this rank's losses since the last log line (saved, so logs resume too)
-        clock = 0.0  # seconds spent in training steps (not evaluation or checkpoints), all runs
+    at, sampler = _start(ckpt_path, resume, model, optimizer, scheduler, config, ctx, size)
     net = wrap_model(model, ctx, device)
-    loader = DataLoader(dataset, batch_size=per_rank_batch, sampler=sampler, drop_last=streaming,
-                        num_workers=config.num_workers, pin_memory=device.type == "cuda",
-                        worker_init_fn=_ignore_sigint if config.num_workers else None,
-                        # Own generator: creating the iterator must not draw from the global
-                        # RNG, or a resumed run would diverge from an uninterrupted one.
-                        generator=torch.Generator().manual_seed(config.seed))
+    loader = _loader(dataset, sampler, config, per_rank_batch, device)
     saved_config = to_dict(experiment) if experiment is not None else {"train": to_dict(config)}
 
-    def checkpoint(step: int) -> None:
+    def checkpoint() -> None:
         # Collective (every rank): rank 0 stores each rank's RNG state and loss window.
-        states = all_gather_objects((capture_rng_state(), list(window)), ctx)
+        states = all_gather_objects((capture_rng_state(), list(at.window)), ctx)
         if ctx.is_main:
-            extra: dict[str, Any] = {"loss_windows": [w for _, w in states], "train_seconds": clock}
+            extra: dict[str, Any] = {"loss_windows": [w for _, w in states], "train_seconds": at.clock}
             if sampler is not None:
-                extra["sampler"] = sampler.state_dict(step * per_rank_batch)
+                extra["sampler"] = sampler.state_dict(at.step * per_rank_batch)
             else:
-                extra["stream_batches"] = step - start_step + consumed
-            save_checkpoint(ckpt_path, model, step=step, optimizer=optimizer,
-                            scheduler=scheduler, config=saved_config,
-                            rng_states=[r for r, _ in states], extra=extra)
+                extra["stream_batches"] = at.step - at.start_step + at.consumed
+            save_checkpoint(ckpt_path, model, step=at.step, optimizer=optimizer, scheduler=scheduler,
+                            config=saved_config, rng_states=[r for r, _ in states], extra=extra)
         barrier(ctx)  # no rank goes on (or returns) before the checkpoint is on disk
 
-    logger = RunLogger(out_dir, start_step, enabled=ctx.is_main)
-    bar = progress_bar(config.steps, start_step, enabled=ctx.is_main)
+    logger = RunLogger(out_dir, at.start_step, enabled=ctx.is_main)
+    bar = progress_bar(config.steps, at.start_step, enabled=ctx.is_main)
     metrics: dict[str, float] = {}
-    step, interrupted = start_step, False
+    interrupted = False
     try:
         with _GracefulStop() as stop:
-            batches = _Stream(loader, consumed) if streaming else iter(loader)
-            while step < config.steps:
+            batches = iter(loader) if sampler is not None else _Stream(loader, at.consumed)
+            while at.step < config.steps:
                 started = time.perf_counter()
-                images = _inputs(next(batches), input_key, device)
-                out = net(images)
-                if not isinstance(out, Mapping) or "recon" not in out:
-                    raise TypeError(f"model: forward must return a dict with 'recon', got "
-                                    f"{type(out).__name__}")
-                loss = model.loss(images, out)
-                if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
-                    raise TypeError(f"model.loss: expected a scalar tensor, got {loss!r}")
-                loss_value = loss.item()
-                if not math.isfinite(loss_value):  # stop before the update corrupts weights
-                    raise FloatingPointError(f"loss is {loss_value} at step {step + 1}")
                 lr = optimizer.param_groups[0]["lr"]
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.grad_clip is not None:
-                    grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                else:
-                    grad_norm = nn.utils.get_total_norm(
-                        [p.grad for p in model.parameters() if p.grad is not None])
-                optimizer.step()
+                images = _inputs(next(batches), input_key, device)
+                loss, grad_norm = _update(net, model, images, optimizer, config.grad_clip, at.step)
                 scheduler.step()
-                step += 1
-                window.append(loss_value)
+                at.step += 1
+                at.window.append(loss)
                 bar.update(1)
-                clock += time.perf_counter() - started
-
-                if step % config.log_every == 0 or step == config.steps:
-                    scalars = {"train/loss": all_reduce_mean(sum(window) / len(window), ctx,
-                                                             device),
-                               "train/lr": lr, "train/grad_norm": float(grad_norm),
-                               "train/seconds": clock}
-                    logger.log(step, scalars)
+                at.clock += time.perf_counter() - started
+                scalars = _scalars(at, config, ctx, device, lr, grad_norm, eval_fn, model)
+                if scalars:
+                    logger.log(at.step, scalars)
                     metrics.update(scalars)
-                    bar.set_postfix(loss=f"{scalars['train/loss']:.4g}")
-                    window.clear()
-                if eval_fn is not None and config.eval_every and step % config.eval_every == 0 \
-                        and ctx.is_main:
-                    scalars = _evaluate(eval_fn, model, step)
-                    logger.log(step, scalars)
-                    metrics.update(scalars)
+                    if "train/loss" in scalars:
+                        bar.set_postfix(loss=f"{scalars['train/loss']:.4g}")
                 interrupted = any_rank(stop.requested, ctx, device)
-                if interrupted or step == config.steps or (
-                        config.checkpoint_every and step % config.checkpoint_every == 0):
-                    checkpoint(step)
+                if interrupted or at.step == config.steps or (
+                        config.checkpoint_every and at.step % config.checkpoint_every == 0):
+                    checkpoint()
                 if interrupted:
                     if ctx.is_main:
-                        bar.write(f"signal received: stopped after step {step}, checkpoint "
-                                  f"written to {ckpt_path}")
+                        bar.write(f"signal received: stopped after step {at.step}, checkpoint written to {ckpt_path}")
                     break
     finally:
         bar.close()
         logger.close()
-    return TrainSummary(step=step, start_step=start_step, interrupted=interrupted,
+    return TrainSummary(step=at.step, start_step=at.start_step, interrupted=interrupted,
                         checkpoint=ckpt_path, metrics=metrics)
+
+
+def _scalars(at: _Position, config: TrainConfig, ctx: DistContext, device: torch.device, lr: float,
+             grad_norm: float, eval_fn: EvalFn | None, model: nn.Module) -> dict[str, float]:
+    """What to log after this step: the training scalars every ``log_every`` steps (the loss
+    averaged over the window and the ranks), the evaluation every ``eval_every`` (rank 0)."""
+    scalars: dict[str, float] = {}
+    if at.step % config.log_every == 0 or at.step == config.steps:
+        scalars = {"train/loss": all_reduce_mean(sum(at.window) / len(at.window), ctx, device),
+                   "train/lr": lr, "train/grad_norm": grad_norm, "train/seconds": at.clock}
+        at.window.clear()
+    if eval_fn is not None and config.eval_every and at.step % config.eval_every == 0 and ctx.is_main:
+        scalars.update(_evaluate(eval_fn, model, at.step))
+    return scalars
 
 
 def _evaluate(eval_fn: EvalFn, model: nn.Module, step: int) -> dict[str, float]:
     """Run ``eval_fn`` in eval mode without grads, leaving the training RNG streams untouched."""
     rng = capture_rng_state()  # evaluation randomness must not shift the training trajectory
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             result = eval_fn(model, step)
     finally:
-        model.train()
         restore_rng_state(rng)
     if not isinstance(result, Mapping):
         raise TypeError(f"eval_fn: expected a mapping of metric name -> number, got "

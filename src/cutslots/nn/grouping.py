@@ -1,23 +1,27 @@
-"""Cut slot grouping (Pervez et al., 2023, Alg. 2).
+"""The two groupings compared in the paper: encoder features -> slots and their masks.
 
-``CutSlotGrouping``: a learned position embedding is added to the encoder features, the
-features are k-partitioned by relaxed s-t cuts (:mod:`cutslots.nn.partition`), each part's
-masked features are averaged over the H x W grid and an MLP turns the k averages into slots.
-It follows the grouping contract of :class:`cutslots.models.autoencoder.SlotAutoencoder`, so
-encoder -> ``CutSlotGrouping`` -> spatial broadcast decoder is the paper's cut model
-(:func:`cutslots.models.builders.build_cut_autoencoder`).
+Both follow the grouping contract of :class:`cutslots.models.autoencoder.SlotAutoencoder`:
+``features (B, C, H, W) -> {"slots": (B, K, D), "masks": (B, K, H, W)}``.
+
+- :class:`CutSlotGrouping` (Pervez et al., 2023, Alg. 2): a learned position embedding is
+  added to the encoder features, the features are k-partitioned by relaxed s-t cuts
+  (:mod:`cutslots.nn.partition`), each part's masked features are pooled and an MLP turns the
+  k pooled vectors into slots.
+- :class:`SlotAttentionGrouping` (Locatello et al., 2020): soft position embedding, LayerNorm
+  and a 2-layer MLP on every feature vector, then :class:`~cutslots.nn.slot_attention.SlotAttention`.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from cutslots.nn.partition import (BackgroundKPartition, KPartition, Relaxation, WeightActivation,
-                                   check_positive_int)
-from cutslots.nn.position import LearnedPositionEmbedding
+from cutslots.checks import check_positive_int
+from cutslots.nn.partition import BackgroundKPartition, KPartition, Relaxation, WeightActivation
+from cutslots.nn.position import LearnedPositionEmbedding, SoftPositionEmbed
+from cutslots.nn.slot_attention import SlotAttention
 from cutslots.qp.cut import Engine
 from cutslots.qp.grid_graph import CutForm
 
@@ -64,11 +68,11 @@ class CutSlotGrouping(nn.Module):
         self,
         in_channels: int,
         num_slots: int,
+        *,
         slot_dim: int,
         height: int,
         width: int,
-        gamma: float,
-        *,
+        gamma: float = 1.0,
         background_slot: bool = True,
         temperature: float = 0.5,
         bg_temperature: float = 0.1,
@@ -100,29 +104,57 @@ class CutSlotGrouping(nn.Module):
         self.position_use = position_embedding
         self.position = (nn.Identity() if position_embedding == "none"
                          else LearnedPositionEmbedding(in_channels, height, width))
-        options = dict(temperature=temperature, hidden=partition_hidden, weight_activation=weight_activation,
-                       feature_mlp=feature_mlp, form=form, engine=engine, relaxation=relaxation,
-                       init_scale=init_scale)
-        self.partition: KPartition | BackgroundKPartition
-        if background_slot:
-            self.partition = BackgroundKPartition(in_channels, num_slots, height, width, gamma,
-                                                  bg_temperature=bg_temperature, **options)
-        else:
-            self.partition = KPartition(in_channels, num_slots, height, width, gamma, **options)
+        options: dict[str, Any] = dict(
+            height=height, width=width, gamma=gamma, temperature=temperature, hidden=partition_hidden,
+            weight_activation=weight_activation, feature_mlp=feature_mlp, form=form, engine=engine,
+            relaxation=relaxation, init_scale=init_scale)
+        self.partition: KPartition = (BackgroundKPartition(in_channels, num_slots, bg_temperature=bg_temperature,
+                                                           **options)
+                                      if background_slot else KPartition(in_channels, num_slots, **options))
         self.mlp = nn.Sequential(
             nn.Linear(in_channels, mlp_hidden), nn.ReLU(), nn.Linear(mlp_hidden, slot_dim)
         )
 
     def forward(self, features: Tensor) -> dict[str, Tensor]:
-        positioned = self.position(features)  # validates (B, C, H, W)
-        out = self.partition(features if self.position_use == "pool_only" else positioned)
-        if self.position_use == "pool_only":  # pool what was not cut: features + position
-            values = positioned if self.partition.feature_mlp is None else self.partition.feature_mlp(positioned)
-            pooled = torch.einsum("bkhw,bchw->bkc", out.masks, values)  # (B, k, C)
-        else:
-            pooled = out.features.sum(dim=(-2, -1))  # (B, k, C)
+        positioned = self.position(features)  # (B, C, H, W); validates the shape
+        cut_input = features if self.position_use == "pool_only" else positioned
+        out = self.partition(cut_input, values=positioned)  # pool_only pools what was not cut
+        pooled = torch.einsum("bkhw,bchw->bkc", out.masks, out.values)  # (B, k, C)
         if self.pooling == "mean":
             pooled = pooled / (out.masks.shape[-2] * out.masks.shape[-1])
         else:
             pooled = pooled / (out.masks.sum(dim=(-2, -1)).unsqueeze(-1) + _POOLING_EPS)  # (B, k, C)
-        return {"slots": self.mlp(pooled), "masks": out.masks}
+        return {"slots": self.mlp(pooled), "masks": out.masks}  # (B, k, D), (B, k, H, W)
+
+
+class SlotAttentionGrouping(nn.Module):
+    """features (B, C, h, w) -> {"slots": (B, K, slot_dim), "masks": (B, K, h, w)}.
+
+    ``resolution`` is the (h, w) of the features, needed by the position embedding;
+    ``hidden_dim`` is the width of Slot Attention's MLP.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_slots: int,
+        *,
+        slot_dim: int,
+        resolution: tuple[int, int],
+        iters: int = 3,
+        hidden_dim: int = 128,
+    ) -> None:
+        super().__init__()
+        self.position = SoftPositionEmbed(in_channels, resolution)
+        self.norm = nn.LayerNorm(in_channels)
+        self.mlp = nn.Sequential(
+            nn.Linear(in_channels, in_channels), nn.ReLU(), nn.Linear(in_channels, slot_dim)
+        )
+        self.slot_attention = SlotAttention(num_slots, slot_dim, iters=iters, hidden_dim=hidden_dim)
+
+    def forward(self, features: Tensor) -> dict[str, Tensor]:
+        features = self.position(features)  # (B, C, h, w); validates the shape
+        batch, _, h, w = features.shape
+        tokens = self.mlp(self.norm(features.flatten(2).transpose(1, 2)))  # (B, h*w, D)
+        slots, attention = self.slot_attention(tokens)  # (B, K, D), (B, K, h*w)
+        return {"slots": slots, "masks": attention.reshape(batch, -1, h, w)}

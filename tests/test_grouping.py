@@ -1,4 +1,4 @@
-"""Tests for the cut slot grouping and the model builders (cutslots.nn.cut_slots)."""
+"""Tests for the groupings (cutslots.nn.grouping) and the model builders (cutslots.models.builders)."""
 
 from __future__ import annotations
 
@@ -7,25 +7,30 @@ import pytest
 import torch
 from torch import Tensor
 
-from cutslots.models.autoencoder import SlotAttentionGrouping, SlotAutoencoder
+from cutslots.config import ConfigError, ModelConfig
+from cutslots.models.autoencoder import SlotAutoencoder
+from cutslots.models.builders import build_autoencoder
 from cutslots.models.decoder import SpatialBroadcastDecoder
 from cutslots.models.encoders import CNNEncoder, ResNetEncoder
-from cutslots.models.builders import build_cut_autoencoder, build_slot_attention_autoencoder
-from cutslots.nn.cut_slots import CutSlotGrouping
+from cutslots.nn.grouping import CutSlotGrouping, SlotAttentionGrouping
 from cutslots.nn.partition import BackgroundKPartition, KPartition
 from oracles import overfit_one_batch, two_scenes
 
 C, H, W = 4, 6, 5
 
 # Small widths keep every model here fast on one CPU thread.
-TINY = {"slot_dim": 8, "encoder_channels": 8, "decoder_channels": 8, "mlp_hidden": 16}
+TINY = {"slot_dim": 8, "encoder": {"channels": 8}, "decoder": {"channels": 8}}
+
+
+def tiny_model(kind: str, encoder: str = "cnn", **grouping: object) -> ModelConfig:
+    return ModelConfig(**{**TINY, "num_slots": 3, "encoder": {"kind": encoder, "channels": 8},
+                          "grouping": {"kind": kind, "mlp_hidden": 16, **grouping}})
 
 
 def _grouping(background_slot: bool, k: int = 3, seed: int = 0) -> CutSlotGrouping:
     torch.manual_seed(seed)
-    return CutSlotGrouping(
-        C, k, 7, H, W, gamma=0.5, background_slot=background_slot, partition_hidden=8, mlp_hidden=16
-    )
+    return CutSlotGrouping(C, k, slot_dim=7, height=H, width=W, gamma=0.5, background_slot=background_slot,
+                           partition_hidden=8, mlp_hidden=16)
 
 
 def _features(batch: int = 2) -> Tensor:
@@ -82,8 +87,8 @@ def test_gradients_reach_position_cnn_and_mlp() -> None:
 
 @pytest.mark.parametrize("encoder", ["cnn", "resnet"])
 def test_cut_and_slot_attention_models_share_encoder_and_decoder(encoder: str) -> None:
-    cut = build_cut_autoencoder(32, encoder, num_slots=3, partition_hidden=8, **TINY)
-    baseline = build_slot_attention_autoencoder(32, encoder, num_slots=3, **TINY)
+    cut = build_autoencoder(tiny_model("cut", encoder, hidden=8), 32)
+    baseline = build_autoencoder(tiny_model("slot_attention", encoder), 32)
     assert isinstance(cut, SlotAutoencoder) and isinstance(baseline, SlotAutoencoder)
     assert isinstance(cut.grouping, CutSlotGrouping)
     assert isinstance(baseline.grouping, SlotAttentionGrouping)
@@ -103,30 +108,60 @@ def test_cut_and_slot_attention_models_share_encoder_and_decoder(encoder: str) -
 
 
 def test_default_builds_use_the_paper_grid() -> None:
-    cut = build_cut_autoencoder()
+    cut = build_autoencoder(ModelConfig(), 128)
     assert cut.encoder.out_size == 64 and cut.encoder.channels == 64
     qp = cut.grouping.partition.cuts.qp
     assert (qp.height, qp.width, qp.gamma) == (64, 64, 1.0)  # the paper's gamma 0.5, doubled
     assert cut.grouping.num_slots == 12 and cut.grouping.slot_dim == 64
     assert isinstance(cut.grouping.partition, BackgroundKPartition)
-    assert build_slot_attention_autoencoder(encoder="resnet").encoder.channels == 100
+    resnet = ModelConfig(encoder={"kind": "resnet"}, grouping={"kind": "slot_attention"})
+    assert build_autoencoder(resnet, 128).encoder.channels == 100
 
 
 def test_cut_autoencoder_overfits_one_batch() -> None:
     torch.manual_seed(0)
-    model = build_cut_autoencoder(32, num_slots=3, partition_hidden=16, **{**TINY, "slot_dim": 16})
+    model = build_autoencoder(tiny_model("cut", hidden=16).model_copy(update={"slot_dim": 16}), 32)
     initial, final, mean_baseline = overfit_one_batch(model, two_scenes(), 150)
     assert final < 0.5 * initial
     assert final < mean_baseline
 
 
 @pytest.mark.parametrize(
+    ("model", "image_size", "match"),
+    [
+        ({}, 48, "image_size.*48"),
+        ({}, 8, "image_size.*8"),
+        ({}, 0, "image_size"),
+        ({"decoder": {"broadcast": 16}}, 24, "image_size.*24"),
+    ],
+)
+def test_builder_bad_image_sizes(model: dict, image_size: int, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        build_autoencoder(ModelConfig(**model), image_size)
+
+
+@pytest.mark.parametrize(
+    ("model", "key"),
+    [
+        ({"encoder": {"kind": "vit"}}, "encoder.kind"),
+        ({"num_slots": 1}, "num_slots"),
+        ({"num_slots": 0, "grouping": {"kind": "cut", "background_slot": False}}, "num_slots"),
+        ({"slot_dim": 0}, "slot_dim"),
+        ({"grouping": {"kind": "cut", "gamma": -1.0}}, "grouping.gamma"),
+        ({"grouping": {"kind": "cut", "bg_temperature": 0.0}}, "grouping.bg_temperature"),
+        ({"grouping": {"kind": "cut", "background_slot": "yes"}}, "grouping.background_slot"),
+        ({"grouping": {"kind": "slot_attention", "gamma": 1.0}}, "grouping.gamma"),
+    ],
+)
+def test_model_config_bad_values_name_the_key(model: dict, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        ModelConfig(**model)
+    assert info.value.key == key
+
+
+@pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"encoder": "vit"}, ValueError, "encoder must be one of"),
-        ({"image_size": 48}, ValueError, "image_size.*48"),
-        ({"image_size": 8}, ValueError, "image_size.*8"),
-        ({"image_size": 0}, ValueError, "image_size"),
         ({"num_slots": 1}, ValueError, "num_slots"),
         ({"num_slots": 0, "background_slot": False}, ValueError, "num_slots"),
         ({"slot_dim": 0}, ValueError, "slot_dim"),
@@ -135,23 +170,16 @@ def test_cut_autoencoder_overfits_one_batch() -> None:
         ({"background_slot": "yes"}, TypeError, "background_slot"),
     ],
 )
-def test_builder_bad_arguments(kwargs: dict, error: type[Exception], match: str) -> None:
+def test_cut_grouping_bad_arguments(kwargs: dict, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
-        build_cut_autoencoder(**{"image_size": 32, **kwargs})
-
-
-def test_slot_attention_builder_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="encoder must be one of"):
-        build_slot_attention_autoencoder(32, "vit")
-    with pytest.raises(ValueError, match="image_size"):
-        build_slot_attention_autoencoder(24)
+        CutSlotGrouping(C, **{"num_slots": 3, "slot_dim": 7, "height": H, "width": W, **kwargs})
 
 
 def test_grouping_rejects_features_off_its_grid() -> None:
     grouping = _grouping(True)
     with pytest.raises(ValueError, match=rf"features.*\(B, {C}, {H}, {W}\)"):
         grouping(torch.randn(1, C, W, H))
-    model = SlotAutoencoder(CNNEncoder(C, 8), grouping, SpatialBroadcastDecoder(7, 16, 8, 4))
+    model = SlotAutoencoder(CNNEncoder(C, 8), grouping, SpatialBroadcastDecoder(7, out_size=16, broadcast=8, channels=4))
     with pytest.raises(ValueError, match="features"):
         model(torch.rand(1, 3, 16, 16))
 
@@ -159,7 +187,7 @@ def test_grouping_rejects_features_off_its_grid() -> None:
 @pytest.mark.parametrize("use", ["none", "pool_only"])
 def test_without_position_in_the_cut_the_partition_sees_the_raw_features(use: str) -> None:
     torch.manual_seed(0)
-    grouping = CutSlotGrouping(C, 3, 7, H, W, gamma=0.5, partition_hidden=8, mlp_hidden=16,
+    grouping = CutSlotGrouping(C, 3, slot_dim=7, height=H, width=W, gamma=0.5, partition_hidden=8, mlp_hidden=16,
                                position_embedding=use)
     assert any("position" in name for name, _ in grouping.named_parameters()) == (use == "pool_only")
     features = _features()
@@ -179,9 +207,9 @@ def test_without_position_in_the_cut_the_partition_sees_the_raw_features(use: st
         slots = grouping.mlp(torch.from_numpy(pooled).float())
     torch.testing.assert_close(out["slots"], slots, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="position_embedding"):
-        CutSlotGrouping(C, 3, 7, H, W, gamma=0.5, position_embedding=True)
+        CutSlotGrouping(C, 3, slot_dim=7, height=H, width=W, gamma=0.5, position_embedding=True)
 
 
 def test_bad_pooling_is_named() -> None:
     with pytest.raises(ValueError, match="pooling"):
-        CutSlotGrouping(C, 3, 7, H, W, gamma=0.5, pooling="max")
+        CutSlotGrouping(C, 3, slot_dim=7, height=H, width=W, gamma=0.5, pooling="max")
