@@ -193,15 +193,8 @@ def _load_planetoid_pickle(path: Path) -> Any:
         raise DatasetFormatError(f"{path}: not a Planetoid pickle ({err})") from None
 
 
-def read_planetoid(root: str | Path, name: str = "cora") -> CitationGraph:
-    """Read ``<root>/ind.<name>.*`` (module docstring)."""
-    root = Path(root)
-    paths = {part: root / f"ind.{name}.{part}" for part in (*PLANETOID_PARTS, "test.index")}
-    for path in paths.values():
-        if not path.is_file():
-            layout = ", ".join(f"ind.{name}.{p}" for p in (*PLANETOID_PARTS, "test.index"))
-            raise missing_dataset(path, layout + " (Planetoid format)", PLANETOID_SOURCE)
-    obj = {part: _load_planetoid_pickle(paths[part]) for part in PLANETOID_PARTS}
+def _check_planetoid_types(obj: dict[str, Any], paths: dict[str, Path]) -> None:
+    """Sparse feature matrices, 2-D one-hot label matrices and a dict graph (module docstring)."""
     for part in ("x", "tx", "allx"):
         if not sp.issparse(obj[part]):
             kind = type(obj[part]).__name__
@@ -213,11 +206,10 @@ def read_planetoid(root: str | Path, name: str = "cora") -> CitationGraph:
     if not isinstance(obj["graph"], dict):
         kind = type(obj["graph"]).__name__
         raise DatasetFormatError(f"{paths['graph']}: expected a dict of adjacency lists, got {kind}")
-    try:
-        test_index = np.asarray([int(t) for t in paths["test.index"].read_text().split()], dtype=np.int64)
-    except ValueError:
-        raise DatasetFormatError(f"{paths['test.index']}: expected one integer node index per line") from None
 
+
+def _check_planetoid_shapes(obj: dict[str, Any], paths: dict[str, Path], test_index: np.ndarray) -> None:
+    """Features and labels agree in rows and widths; test indices number the nodes after ``allx``."""
     num_feat, num_cls = obj["allx"].shape[1], obj["ally"].shape[1]
     for feat, lab in (("x", "y"), ("tx", "ty"), ("allx", "ally")):
         if obj[feat].shape[1] != num_feat or obj[lab].shape[1] != num_cls:
@@ -235,6 +227,24 @@ def read_planetoid(root: str | Path, name: str = "cora") -> CitationGraph:
     if test_index.size and (test_index.min() < n_all or np.unique(test_index).size != test_index.size):
         raise DatasetFormatError(f"{paths['test.index']}: test indices must be distinct and >= len(allx) = {n_all}")
 
+
+def read_planetoid(root: str | Path, name: str = "cora") -> CitationGraph:
+    """Read ``<root>/ind.<name>.*`` (module docstring)."""
+    root = Path(root)
+    paths = {part: root / f"ind.{name}.{part}" for part in (*PLANETOID_PARTS, "test.index")}
+    for path in paths.values():
+        if not path.is_file():
+            layout = ", ".join(f"ind.{name}.{p}" for p in (*PLANETOID_PARTS, "test.index"))
+            raise missing_dataset(path, layout + " (Planetoid format)", PLANETOID_SOURCE)
+    obj = {part: _load_planetoid_pickle(paths[part]) for part in PLANETOID_PARTS}
+    _check_planetoid_types(obj, paths)
+    try:
+        test_index = np.asarray([int(t) for t in paths["test.index"].read_text().split()], dtype=np.int64)
+    except ValueError:
+        raise DatasetFormatError(f"{paths['test.index']}: expected one integer node index per line") from None
+    _check_planetoid_shapes(obj, paths, test_index)
+
+    n_all, num_feat, num_cls = obj["allx"].shape[0], obj["allx"].shape[1], obj["ally"].shape[1]
     graph = obj["graph"]
     try:
         edges = [(int(u), int(v)) for u, nbrs in graph.items() for v in nbrs]
@@ -282,6 +292,62 @@ def read_cora(root: str | Path, format: CoraFormat = "auto", name: str = "cora")
 # ------------------------------------------------------------------------ synthetic
 
 
+def _synthetic_words(
+    rng: np.random.Generator,
+    community: np.ndarray,
+    method: np.ndarray,
+    appeal: np.ndarray,
+    num_features: int,
+    num_classes: int,
+    num_methods: int,
+    per_group: int,
+) -> np.ndarray:
+    """``(N, F)`` float32 0/1 words: community, method and Zipf background words, and the
+    "impact" words that grow with the appeal (:func:`synthetic_citation_graph`)."""
+    num_nodes, n_impact = community.size, num_features // 50
+    words = rng.permutation(np.arange(n_impact, num_features))
+    groups = words[: (num_classes + num_methods) * per_group].reshape(-1, per_group)
+    topic_words, method_words = groups[:num_classes], groups[num_classes:]
+    background = 1.0 / np.arange(1, num_features - n_impact + 1)  # Zipf-like word frequencies
+    background /= background.sum()
+    features = np.zeros((num_nodes, num_features), dtype=np.float32)
+    for v in range(num_nodes):
+        kind = rng.choice(3, size=max(1, rng.poisson(16)), p=(0.4, 0.25, 0.35))
+        features[v, rng.choice(topic_words[community[v]], size=int((kind == 0).sum()))] = 1
+        features[v, rng.choice(method_words[method[v]], size=int((kind == 1).sum()))] = 1
+        features[v, n_impact + rng.choice(num_features - n_impact, size=int((kind == 2).sum()), p=background)] = 1
+    rank = appeal.argsort().argsort() / (num_nodes - 1)  # appeal quantile in [0, 1]
+    features[:, :n_impact] = rng.random((num_nodes, n_impact)) < 0.5 * rank[:, None] ** 2
+    return features
+
+
+def _synthetic_citations(
+    rng: np.random.Generator,
+    community: np.ndarray,
+    method: np.ndarray,
+    appeal: np.ndarray,
+    num_citations: int,
+    num_classes: int,
+    num_methods: int,
+) -> sp.csr_matrix:
+    """Symmetric adjacency of ``num_citations`` citations (self-citations dropped): a uniform
+    citing paper cites within its community (p 0.85) and method (p 0.8), in proportion to appeal."""
+    num_nodes = community.size
+    citing = rng.integers(num_nodes, size=num_citations)
+    same_c = rng.random(num_citations) < 0.85
+    same_m = rng.random(num_citations) < 0.8
+    cited = np.empty(num_citations, dtype=np.int64)
+    everyone = np.ones(num_nodes, dtype=bool)
+    for c, m, sc, sm in itertools.product(range(num_classes), range(num_methods), (False, True), (False, True)):
+        rows = np.flatnonzero((community[citing] == c) & (method[citing] == m) & (same_c == sc) & (same_m == sm))
+        pool = np.flatnonzero((community == c if sc else everyone) & (method == m if sm else everyone))
+        if rows.size:
+            pool = pool if pool.size else np.arange(num_nodes)  # an empty group (tiny graphs): anyone
+            cited[rows] = rng.choice(pool, size=rows.size, p=appeal[pool] / appeal[pool].sum())
+    keep = citing != cited
+    return _symmetric_adjacency(num_nodes, citing[keep], cited[keep])
+
+
 def synthetic_citation_graph(
     num_nodes: int = 2708,
     num_features: int = 1433,
@@ -316,34 +382,9 @@ def synthetic_citation_graph(
     community = rng.choice(num_classes, size=num_nodes, p=rng.dirichlet(np.full(num_classes, 5.0)))
     method = rng.integers(num_methods, size=num_nodes)
     appeal = rng.lognormal(0.0, 1.0, size=num_nodes)
-
-    words = rng.permutation(np.arange(n_impact, num_features))
-    groups = words[: (num_classes + num_methods) * per_group].reshape(-1, per_group)
-    topic_words, method_words = groups[:num_classes], groups[num_classes:]
-    background = 1.0 / np.arange(1, num_features - n_impact + 1)  # Zipf-like word frequencies
-    background /= background.sum()
-    features = np.zeros((num_nodes, num_features), dtype=np.float32)
-    for v in range(num_nodes):
-        kind = rng.choice(3, size=max(1, rng.poisson(16)), p=(0.4, 0.25, 0.35))
-        features[v, rng.choice(topic_words[community[v]], size=int((kind == 0).sum()))] = 1
-        features[v, rng.choice(method_words[method[v]], size=int((kind == 1).sum()))] = 1
-        features[v, n_impact + rng.choice(num_features - n_impact, size=int((kind == 2).sum()), p=background)] = 1
-    rank = appeal.argsort().argsort() / (num_nodes - 1)  # appeal quantile in [0, 1]
-    features[:, :n_impact] = rng.random((num_nodes, n_impact)) < 0.5 * rank[:, None] ** 2
-
-    citing = rng.integers(num_nodes, size=num_citations)
-    same_c = rng.random(num_citations) < 0.85
-    same_m = rng.random(num_citations) < 0.8
-    cited = np.empty(num_citations, dtype=np.int64)
-    everyone = np.ones(num_nodes, dtype=bool)
-    for c, m, sc, sm in itertools.product(range(num_classes), range(num_methods), (False, True), (False, True)):
-        rows = np.flatnonzero((community[citing] == c) & (method[citing] == m) & (same_c == sc) & (same_m == sm))
-        pool = np.flatnonzero((community == c if sc else everyone) & (method == m if sm else everyone))
-        if rows.size:
-            pool = pool if pool.size else np.arange(num_nodes)  # an empty group (tiny graphs): anyone
-            cited[rows] = rng.choice(pool, size=rows.size, p=appeal[pool] / appeal[pool].sum())
-    keep = citing != cited
-    adjacency = _symmetric_adjacency(num_nodes, citing[keep], cited[keep])
+    # Both steps draw from rng in this order; reordering them would change every seed's graph.
+    features = _synthetic_words(rng, community, method, appeal, num_features, num_classes, num_methods, per_group)
+    adjacency = _synthetic_citations(rng, community, method, appeal, num_citations, num_classes, num_methods)
     ids = rng.choice(np.arange(10_000, 10_000 + 100 * num_nodes), size=num_nodes, replace=False)
     return CitationGraph(
         features,
