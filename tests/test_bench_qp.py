@@ -1,7 +1,10 @@
 import json
 import os
 
-from cutslots.bench_qp import ALLOCATORS, in_fresh_process, main
+import pytest
+
+from cutslots import cli
+from cutslots.bench.qp import ALLOCATORS, in_fresh_process, main
 
 
 def test_bench_qp_writes_consistent_tables(tmp_path):
@@ -34,3 +37,20 @@ def test_closed_form_timings_run_with_the_named_allocator(monkeypatch):
     assert in_fresh_process("default", _malloc_env) == {}
     assert in_fresh_process("kept", _malloc_env) == ALLOCATORS["kept"]
     assert os.environ["MALLOC_ARENA_MAX"] == "2"  # and the parent's environment is restored
+
+
+def test_cli_bench_qp_writes_only_to_out(tmp_path, monkeypatch, capsys):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    with pytest.raises(SystemExit) as err:  # no default location: --out is required
+        cli.main(["bench", "qp", "--sizes", "4"])
+    assert err.value.code == 2 and "--out" in capsys.readouterr().err
+    out = tmp_path / "res" / "qp"
+    argv = ["--sizes", "4", "--batch", "2", "--sparse-batch", "1", "--reference-sizes", "--repeats", "1",
+            "--rounds", "1", "--skip-kept-malloc", "--out", str(out)]
+    assert cli.main(["bench", "qp", *argv]) == 0
+    assert [r["size"] for r in json.loads(out.with_suffix(".json").read_text())["rows"]] == [4]
+    assert "| 4 | 2 |" in out.with_suffix(".md").read_text()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["qp.json", "qp.md"]
+    assert list(cwd.iterdir()) == []  # nothing under the working directory

@@ -1,20 +1,14 @@
+"""Cora readers (LINQS, Planetoid), the LINQS writer and the synthetic stand-in graph."""
+
 import collections
-import itertools
-import json
 import os
 import pickle
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import torch
-from scipy.optimize import linear_sum_assignment
-from sklearn.metrics import adjusted_rand_score
 
 from cutslots.data.cora import (
-    CitationGraph,
-    build_matching_instances,
-    partition_graph,
     read_cora,
     read_linqs,
     read_planetoid,
@@ -22,15 +16,6 @@ from cutslots.data.cora import (
     write_synthetic_cora,
 )
 from cutslots.data.errors import DatasetFormatError
-from cutslots.experiments.cora_matching import (
-    EdgeScorer,
-    lp_matching,
-    main,
-    matched_true_edges,
-    train_decision_focused,
-    train_two_stage,
-)
-from cutslots.qp import MatchingQP
 
 # ----------------------------------------------------------------------------- readers
 
@@ -174,178 +159,8 @@ def test_synthetic_graph_round_trips_through_linqs(tmp_path):
     assert np.mean(sparse.labels[rows] == sparse.labels[cols]) > 0.75
 
 
-# --------------------------------------------------------------------------- instances
-
-
-def graph_from_edges(n, edges, features=None):
-    rows, cols = np.array(edges).T
-    adj = sp.csr_matrix((np.ones(2 * len(edges)), (np.r_[rows, cols], np.r_[cols, rows])), shape=(n, n))
-    feats = np.arange(n * 3, dtype=np.float32).reshape(n, 3) if features is None else features
-    return CitationGraph(feats, np.zeros(n, dtype=np.int64), ("c",), adj, tuple(map(str, range(n))))
-
-
-def test_instances_from_two_squares():
-    # Two 4-cycles joined by one edge: 2 parts = the two cycles; the split with all 4 cycle
-    # edges crossing puts opposite corners on the same side.
-    edges = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (3, 4)]
-    g = graph_from_edges(8, edges)
-    inst = build_matching_instances(g, num_parts=2, side=2)
-    assert inst.left.shape == (2, 2, 3) and inst.target.shape == (2, 2, 2)
-    members = np.concatenate([inst.left_nodes, inst.right_nodes], 1).tolist()
-    assert sorted(map(sorted, members)) == [[0, 1, 2, 3], [4, 5, 6, 7]]
-    for k in range(2):
-        assert {frozenset(inst.left_nodes[k]), frozenset(inst.right_nodes[k])} in (
-            {frozenset({0, 2}), frozenset({1, 3})},
-            {frozenset({4, 6}), frozenset({5, 7})},
-        )
-        np.testing.assert_array_equal(inst.target[k], np.ones((2, 2)))
-        np.testing.assert_array_equal(inst.left[k], g.features[inst.left_nodes[k]])
-        feats = inst.edge_features(k)
-        assert feats.shape == (4, 6)
-        for i, j in itertools.product(range(2), range(2)):
-            want = np.r_[g.features[inst.left_nodes[k, i]], g.features[inst.right_nodes[k, j]]]
-            np.testing.assert_array_equal(feats[i * 2 + j], want)
-
-
-def test_instances_pad_trim_and_random_split():
-    # A triangle plus a pendant path: one part of 6 nodes.
-    edges = [(0, 1), (1, 2), (2, 0), (2, 3), (3, 4), (4, 5)]
-    g = graph_from_edges(6, edges)
-    padded = build_matching_instances(g, num_parts=1, side=4, split="random", seed=1)
-    assert (padded.left_nodes < 0).sum() + (padded.right_nodes < 0).sum() == 2
-    real = np.concatenate([padded.left_nodes[0], padded.right_nodes[0]])
-    assert sorted(real[real >= 0]) == list(range(6))
-    adj = g.adjacency.toarray()
-    for i, j in itertools.product(range(4), range(4)):
-        a, b = padded.left_nodes[0, i], padded.right_nodes[0, j]
-        assert padded.target[0, i, j] == (adj[a, b] if a >= 0 and b >= 0 else 0)
-    assert np.all(padded.left[0][padded.left_nodes[0] < 0] == 0)
-    # side 2 keeps the 4 nodes with most edges inside the part: 2 (3 edges), then 0, 1, 3 (2 each).
-    trimmed = build_matching_instances(g, num_parts=1, side=2)
-    assert sorted(np.concatenate([trimmed.left_nodes[0], trimmed.right_nodes[0]])) == [0, 1, 2, 3]
-    assert trimmed.target.sum() == 3  # the cut split keeps 3 of the 4 edges among 0..3 crossing
-
-
-def test_instance_and_generator_arguments_are_checked():
-    g = graph_from_edges(4, [(0, 1), (2, 3)])
-    with pytest.raises(ValueError, match="side"):
-        build_matching_instances(g, num_parts=2, side=0)
-    with pytest.raises(ValueError, match="split"):
-        build_matching_instances(g, num_parts=2, side=1, split="metis")
-    with pytest.raises(ValueError, match="num_parts"):
-        build_matching_instances(g, num_parts=5, side=1)
+def test_generator_arguments_are_checked():
     with pytest.raises(ValueError, match="num_nodes"):
         synthetic_citation_graph(num_nodes=1)
     with pytest.raises(ValueError, match="too small"):
         synthetic_citation_graph(num_nodes=10, num_features=60, num_classes=30, num_methods=30)
-
-
-def test_partition_recovers_planted_communities():
-    rng = np.random.default_rng(0)
-    truth = np.repeat(np.arange(3), 12)
-    pairs = itertools.combinations(range(36), 2)
-    edges = [(a, b) for a, b in pairs if rng.random() < (0.6 if truth[a] == truth[b] else 0.02)]
-    parts = partition_graph(graph_from_edges(36, edges).adjacency, 3)
-    assert adjusted_rand_score(truth, parts) == 1.0
-    assert np.bincount(parts).tolist() == [12, 12, 12]
-    with pytest.raises(ValueError, match="num_parts"):
-        partition_graph(sp.identity(3), 4)
-
-
-# ------------------------------------------------------------------------- evaluation
-
-
-@pytest.mark.parametrize("n,m", [(6, 6), (4, 7)])
-def test_lp_matches_hungarian(n, m):
-    rng = np.random.default_rng(n * m)
-    for _ in range(3):
-        values = rng.random((n, m))
-        target = (rng.random((n, m)) < 0.3).astype(float)
-        x = lp_matching(values)
-        np.testing.assert_allclose(x, np.round(x), atol=1e-7)  # integral vertex
-        rows, cols = linear_sum_assignment(values, maximize=True)
-        assert (values * x).sum() == pytest.approx(values[rows, cols].sum())
-        assert matched_true_edges(values, target) == pytest.approx(target[rows, cols].sum())
-
-
-def test_lp_brute_force_with_negative_values():
-    # With negative values leaving nodes unmatched is better: enumerate all partial matchings.
-    rng = np.random.default_rng(5)
-    values = rng.normal(size=(3, 3))
-    best = 0.0
-    for perm in itertools.permutations(range(3)):
-        for keep in itertools.product([False, True], repeat=3):
-            best = max(best, sum(values[i, perm[i]] for i in range(3) if keep[i]))
-    assert (values * lp_matching(values)).sum() == pytest.approx(best)
-    with pytest.raises(ValueError, match="values"):
-        lp_matching(np.full((2, 2), np.nan))
-
-
-# --------------------------------------------------------------------------- training
-
-
-@pytest.fixture(scope="module")
-def small_instances():
-    g = synthetic_citation_graph(num_nodes=160, num_features=60, num_classes=2, num_citations=500, seed=2)
-    return build_matching_instances(g, num_parts=4, side=6)
-
-
-def test_edge_scorer_equals_linear_on_concatenated_features(small_instances):
-    torch.manual_seed(0)
-    model = EdgeScorer(60, hidden=16)
-    left, right = (torch.from_numpy(a[:2]) for a in (small_instances.left, small_instances.right))
-    got = model(left, right)
-    for k in range(2):
-        feats = torch.from_numpy(small_instances.edge_features(k))
-        want = model.out(torch.relu(model.hidden(feats))).reshape(6, 6)
-        torch.testing.assert_close(got[k], want, atol=1e-5, rtol=1e-5)
-    rows, cols = torch.tensor([0, 5, 2, 2]), torch.tensor([3, 0, 2, 4])
-    torch.testing.assert_close(model.score_pairs(left, right, rows, cols), got[:, rows, cols])
-
-
-def test_training_reduces_the_losses(small_instances):
-    inst, idx = small_instances, [0, 1, 2, 3]
-    left, right, target = (torch.from_numpy(a) for a in (inst.left, inst.right, inst.target))
-    bce = torch.nn.BCEWithLogitsLoss()
-    torch.manual_seed(0)
-    model = EdgeScorer(60, hidden=16)
-    with torch.no_grad():
-        before = bce(model(left, right), target).item()
-    train_two_stage(model, inst, idx, epochs=3, lr=1e-2, batch_edges=12, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        assert bce(model(left, right), target).item() < before
-
-    qp = MatchingQP(6, 6, gamma=0.1, form="assignment")
-
-    def decision_loss(net):
-        with torch.no_grad():
-            return -(target * qp(-torch.sigmoid(net(left, right)))).sum().item()
-
-    torch.manual_seed(0)
-    model = EdgeScorer(60, hidden=16)
-    before = decision_loss(model)
-    history = train_decision_focused(model, inst, idx, epochs=5, lr=1e-3, gamma=0.1, gamma_decay=1.0)
-    assert len(history) == 5
-    assert decision_loss(model) < before
-
-
-def test_main_end_to_end(tmp_path, capsys):
-    data = write_synthetic_cora(tmp_path / "cora", seed=1, num_nodes=120)
-    out = tmp_path / "res"
-    args = ["--num-parts", "5", "--side", "4", "--repeats", "2", "--hidden", "8"]
-    args += ["--two-stage-epochs", "1", "--decision-epochs", "2"]
-    assert main(["--data", str(data), *args, "--out", str(out)]) == 0
-    report = json.loads((tmp_path / "res.json").read_text())
-    assert set(report["summary"]) == {"two_stage", "decision_focused", "random", "optimal"}
-    for method, runs in report["per_repeat"].items():
-        assert len(runs) == 2 and all(len(r) == 1 for r in runs)  # int(0.2 * 5) = 1 test instance
-        for score, best in zip(itertools.chain(*runs), itertools.chain(*report["per_repeat"]["optimal"])):
-            assert 0 <= score <= best
-    assert len(report["epoch_losses"]["decision_focused"][0]) == 2
-    table = (tmp_path / "res.md").read_text()
-    assert "7.01 ± 1.15" in table and "6.15 ± 0.38" in table
-    assert "decision-focused" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        main(["--synthetic", "--gamma", "0"])
-    with pytest.raises(SystemExit):
-        main(["--synthetic", "--data", str(data)])

@@ -1,5 +1,4 @@
-"""The Cora citation graph in its two published formats, a synthetic stand-in, and the
-bipartite matching instances Wilder, Dilkina & Tambe (AAAI 2019) built from it.
+"""The Cora citation graph in its two published formats, and a synthetic stand-in.
 
 Formats read (``read_cora`` picks one from the files present):
 
@@ -18,17 +17,9 @@ The graph is used undirected: ``adjacency`` is the symmetric 0/1 matrix of all c
 Pickles are unpickled with a whitelist of the classes the format uses (numpy, scipy.sparse,
 ``collections``) so a malformed or foreign file cannot run code.
 
-Matching instances (``build_matching_instances``, Wilder et al. §"Bipartite matching"): the
-graph is cut into ``num_parts`` parts (27 for Cora), each trimmed/padded to ``2 * side``
-nodes (100) and split into ``side`` left and ``side`` right nodes (50/50). The target is the
-``side x side`` adjacency between the two sides and an edge's features are the concatenated
-bag-of-words of its endpoints (2 x 1433 = 2866). Wilder et al. partitioned with METIS, which
-is not a dependency here: ``partition_graph`` is recursive spectral bisection with
-Kernighan-Lin style swap refinement instead (deterministic, balanced by construction, dense:
-meant for graphs of a few thousand nodes), so the parts, and the numbers, are not the
-paper's. Their side split (we read it as "maximise the edges crossing the sides") is
-approximated by ``split="maxcut"``: a spectral start plus pair swaps while they add crossing
-edges.
+``synthetic_citation_graph`` is a Cora-sized stand-in for machines without Cora;
+``write_linqs`` / ``write_synthetic_cora`` write a graph in the LINQS format, so the stand-in
+goes through the same reader as the real files.
 """
 
 from __future__ import annotations
@@ -43,7 +34,6 @@ from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 
 from cutslots.data.errors import DatasetFormatError, missing_dataset
 
@@ -51,7 +41,6 @@ LINQS_SOURCE = "https://linqs.org/datasets/#cora"
 PLANETOID_SOURCE = "https://github.com/kimiyoung/planetoid (data/ind.cora.*)"
 PLANETOID_PARTS = ("x", "y", "tx", "ty", "allx", "ally", "graph")
 CoraFormat = Literal["auto", "linqs", "planetoid"]
-SideSplit = Literal["maxcut", "random"]
 
 
 @dataclass(frozen=True)
@@ -204,15 +193,8 @@ def _load_planetoid_pickle(path: Path) -> Any:
         raise DatasetFormatError(f"{path}: not a Planetoid pickle ({err})") from None
 
 
-def read_planetoid(root: str | Path, name: str = "cora") -> CitationGraph:
-    """Read ``<root>/ind.<name>.*`` (module docstring)."""
-    root = Path(root)
-    paths = {part: root / f"ind.{name}.{part}" for part in (*PLANETOID_PARTS, "test.index")}
-    for path in paths.values():
-        if not path.is_file():
-            layout = ", ".join(f"ind.{name}.{p}" for p in (*PLANETOID_PARTS, "test.index"))
-            raise missing_dataset(path, layout + " (Planetoid format)", PLANETOID_SOURCE)
-    obj = {part: _load_planetoid_pickle(paths[part]) for part in PLANETOID_PARTS}
+def _check_planetoid_types(obj: dict[str, Any], paths: dict[str, Path]) -> None:
+    """Sparse feature matrices, 2-D one-hot label matrices and a dict graph (module docstring)."""
     for part in ("x", "tx", "allx"):
         if not sp.issparse(obj[part]):
             kind = type(obj[part]).__name__
@@ -224,11 +206,10 @@ def read_planetoid(root: str | Path, name: str = "cora") -> CitationGraph:
     if not isinstance(obj["graph"], dict):
         kind = type(obj["graph"]).__name__
         raise DatasetFormatError(f"{paths['graph']}: expected a dict of adjacency lists, got {kind}")
-    try:
-        test_index = np.asarray([int(t) for t in paths["test.index"].read_text().split()], dtype=np.int64)
-    except ValueError:
-        raise DatasetFormatError(f"{paths['test.index']}: expected one integer node index per line") from None
 
+
+def _check_planetoid_shapes(obj: dict[str, Any], paths: dict[str, Path], test_index: np.ndarray) -> None:
+    """Features and labels agree in rows and widths; test indices number the nodes after ``allx``."""
     num_feat, num_cls = obj["allx"].shape[1], obj["ally"].shape[1]
     for feat, lab in (("x", "y"), ("tx", "ty"), ("allx", "ally")):
         if obj[feat].shape[1] != num_feat or obj[lab].shape[1] != num_cls:
@@ -246,6 +227,24 @@ def read_planetoid(root: str | Path, name: str = "cora") -> CitationGraph:
     if test_index.size and (test_index.min() < n_all or np.unique(test_index).size != test_index.size):
         raise DatasetFormatError(f"{paths['test.index']}: test indices must be distinct and >= len(allx) = {n_all}")
 
+
+def read_planetoid(root: str | Path, name: str = "cora") -> CitationGraph:
+    """Read ``<root>/ind.<name>.*`` (module docstring)."""
+    root = Path(root)
+    paths = {part: root / f"ind.{name}.{part}" for part in (*PLANETOID_PARTS, "test.index")}
+    for path in paths.values():
+        if not path.is_file():
+            layout = ", ".join(f"ind.{name}.{p}" for p in (*PLANETOID_PARTS, "test.index"))
+            raise missing_dataset(path, layout + " (Planetoid format)", PLANETOID_SOURCE)
+    obj = {part: _load_planetoid_pickle(paths[part]) for part in PLANETOID_PARTS}
+    _check_planetoid_types(obj, paths)
+    try:
+        test_index = np.asarray([int(t) for t in paths["test.index"].read_text().split()], dtype=np.int64)
+    except ValueError:
+        raise DatasetFormatError(f"{paths['test.index']}: expected one integer node index per line") from None
+    _check_planetoid_shapes(obj, paths, test_index)
+
+    n_all, num_feat, num_cls = obj["allx"].shape[0], obj["allx"].shape[1], obj["ally"].shape[1]
     graph = obj["graph"]
     try:
         edges = [(int(u), int(v)) for u, nbrs in graph.items() for v in nbrs]
@@ -293,6 +292,62 @@ def read_cora(root: str | Path, format: CoraFormat = "auto", name: str = "cora")
 # ------------------------------------------------------------------------ synthetic
 
 
+def _synthetic_words(
+    rng: np.random.Generator,
+    community: np.ndarray,
+    method: np.ndarray,
+    appeal: np.ndarray,
+    num_features: int,
+    num_classes: int,
+    num_methods: int,
+    per_group: int,
+) -> np.ndarray:
+    """``(N, F)`` float32 0/1 words: community, method and Zipf background words, and the
+    "impact" words that grow with the appeal (:func:`synthetic_citation_graph`)."""
+    num_nodes, n_impact = community.size, num_features // 50
+    words = rng.permutation(np.arange(n_impact, num_features))
+    groups = words[: (num_classes + num_methods) * per_group].reshape(-1, per_group)
+    topic_words, method_words = groups[:num_classes], groups[num_classes:]
+    background = 1.0 / np.arange(1, num_features - n_impact + 1)  # Zipf-like word frequencies
+    background /= background.sum()
+    features = np.zeros((num_nodes, num_features), dtype=np.float32)
+    for v in range(num_nodes):
+        kind = rng.choice(3, size=max(1, rng.poisson(16)), p=(0.4, 0.25, 0.35))
+        features[v, rng.choice(topic_words[community[v]], size=int((kind == 0).sum()))] = 1
+        features[v, rng.choice(method_words[method[v]], size=int((kind == 1).sum()))] = 1
+        features[v, n_impact + rng.choice(num_features - n_impact, size=int((kind == 2).sum()), p=background)] = 1
+    rank = appeal.argsort().argsort() / (num_nodes - 1)  # appeal quantile in [0, 1]
+    features[:, :n_impact] = rng.random((num_nodes, n_impact)) < 0.5 * rank[:, None] ** 2
+    return features
+
+
+def _synthetic_citations(
+    rng: np.random.Generator,
+    community: np.ndarray,
+    method: np.ndarray,
+    appeal: np.ndarray,
+    num_citations: int,
+    num_classes: int,
+    num_methods: int,
+) -> sp.csr_matrix:
+    """Symmetric adjacency of ``num_citations`` citations (self-citations dropped): a uniform
+    citing paper cites within its community (p 0.85) and method (p 0.8), in proportion to appeal."""
+    num_nodes = community.size
+    citing = rng.integers(num_nodes, size=num_citations)
+    same_c = rng.random(num_citations) < 0.85
+    same_m = rng.random(num_citations) < 0.8
+    cited = np.empty(num_citations, dtype=np.int64)
+    everyone = np.ones(num_nodes, dtype=bool)
+    for c, m, sc, sm in itertools.product(range(num_classes), range(num_methods), (False, True), (False, True)):
+        rows = np.flatnonzero((community[citing] == c) & (method[citing] == m) & (same_c == sc) & (same_m == sm))
+        pool = np.flatnonzero((community == c if sc else everyone) & (method == m if sm else everyone))
+        if rows.size:
+            pool = pool if pool.size else np.arange(num_nodes)  # an empty group (tiny graphs): anyone
+            cited[rows] = rng.choice(pool, size=rows.size, p=appeal[pool] / appeal[pool].sum())
+    keep = citing != cited
+    return _symmetric_adjacency(num_nodes, citing[keep], cited[keep])
+
+
 def synthetic_citation_graph(
     num_nodes: int = 2708,
     num_features: int = 1433,
@@ -327,34 +382,9 @@ def synthetic_citation_graph(
     community = rng.choice(num_classes, size=num_nodes, p=rng.dirichlet(np.full(num_classes, 5.0)))
     method = rng.integers(num_methods, size=num_nodes)
     appeal = rng.lognormal(0.0, 1.0, size=num_nodes)
-
-    words = rng.permutation(np.arange(n_impact, num_features))
-    groups = words[: (num_classes + num_methods) * per_group].reshape(-1, per_group)
-    topic_words, method_words = groups[:num_classes], groups[num_classes:]
-    background = 1.0 / np.arange(1, num_features - n_impact + 1)  # Zipf-like word frequencies
-    background /= background.sum()
-    features = np.zeros((num_nodes, num_features), dtype=np.float32)
-    for v in range(num_nodes):
-        kind = rng.choice(3, size=max(1, rng.poisson(16)), p=(0.4, 0.25, 0.35))
-        features[v, rng.choice(topic_words[community[v]], size=int((kind == 0).sum()))] = 1
-        features[v, rng.choice(method_words[method[v]], size=int((kind == 1).sum()))] = 1
-        features[v, n_impact + rng.choice(num_features - n_impact, size=int((kind == 2).sum()), p=background)] = 1
-    rank = appeal.argsort().argsort() / (num_nodes - 1)  # appeal quantile in [0, 1]
-    features[:, :n_impact] = rng.random((num_nodes, n_impact)) < 0.5 * rank[:, None] ** 2
-
-    citing = rng.integers(num_nodes, size=num_citations)
-    same_c = rng.random(num_citations) < 0.85
-    same_m = rng.random(num_citations) < 0.8
-    cited = np.empty(num_citations, dtype=np.int64)
-    everyone = np.ones(num_nodes, dtype=bool)
-    for c, m, sc, sm in itertools.product(range(num_classes), range(num_methods), (False, True), (False, True)):
-        rows = np.flatnonzero((community[citing] == c) & (method[citing] == m) & (same_c == sc) & (same_m == sm))
-        pool = np.flatnonzero((community == c if sc else everyone) & (method == m if sm else everyone))
-        if rows.size:
-            pool = pool if pool.size else np.arange(num_nodes)  # an empty group (tiny graphs): anyone
-            cited[rows] = rng.choice(pool, size=rows.size, p=appeal[pool] / appeal[pool].sum())
-    keep = citing != cited
-    adjacency = _symmetric_adjacency(num_nodes, citing[keep], cited[keep])
+    # Both steps draw from rng in this order; reordering them would change every seed's graph.
+    features = _synthetic_words(rng, community, method, appeal, num_features, num_classes, num_methods, per_group)
+    adjacency = _synthetic_citations(rng, community, method, appeal, num_citations, num_classes, num_methods)
     ids = rng.choice(np.arange(10_000, 10_000 + 100 * num_nodes), size=num_nodes, replace=False)
     return CitationGraph(
         features,
@@ -368,174 +398,3 @@ def synthetic_citation_graph(
 def write_synthetic_cora(root: str | Path, seed: int = 0, num_nodes: int = 2708) -> Path:
     """Write :func:`synthetic_citation_graph` to ``root`` in the LINQS format; returns ``root``."""
     return write_linqs(synthetic_citation_graph(num_nodes=num_nodes, seed=seed), root)
-
-
-# ----------------------------------------------------------------- matching instances
-
-
-@dataclass(frozen=True)
-class MatchingInstances:
-    """Bipartite matching instances cut from a citation graph.
-
-    Attributes:
-        left, right: ``(I, side, F)`` float32 node features (zeros for padding nodes).
-        target: ``(I, side, side)`` float32, 1 where left node i and right node j are cited.
-        left_nodes, right_nodes: ``(I, side)`` int64 graph node indices, -1 for padding.
-    """
-
-    left: np.ndarray
-    right: np.ndarray
-    target: np.ndarray
-    left_nodes: np.ndarray
-    right_nodes: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.target.shape[0])
-
-    def edge_features(self, k: int) -> np.ndarray:
-        """Edge features of instance ``k``: ``(side * side, 2F)``, row ``i * side + j`` is
-        ``[left_i, right_j]`` (the representation of Wilder et al.)."""
-        n, m = self.target.shape[1:]
-        return np.concatenate(
-            [np.repeat(self.left[k], m, axis=0), np.tile(self.right[k], (n, 1))], axis=1
-        )
-
-
-def _fiedler_vector(adj: np.ndarray) -> np.ndarray:
-    """Spectral bisection coordinate of every node of a dense ``(n, n)`` graph: the second
-    eigenvector of the regularised normalised adjacency, scaled by ``D^-1/2``.
-
-    Regularising (adding ``tau / n`` to every entry, ``tau`` the mean degree; Amini et al. 2013)
-    keeps a disconnected graph from giving a degenerate top eigenvalue. The known top
-    eigenvector ``D^1/2 1`` is deflated, so the wanted one is the largest that remains (Lanczos
-    for big graphs: a full dense eigensolve of Cora's 2708 nodes takes several seconds).
-    """
-    n = adj.shape[0]
-    tau = max(adj.sum() / n, 1e-3)
-    deg = adj.sum(1) + tau
-    d_isqrt = 1.0 / np.sqrt(deg)
-    top = np.sqrt(deg / deg.sum())
-    mat = d_isqrt[:, None] * (adj + tau / n) * d_isqrt[None, :] - np.outer(top, top)
-    if n <= 64:
-        vec = np.linalg.eigh(mat)[1][:, -1]
-    else:
-        vec = spla.eigsh(mat, k=1, which="LA", v0=np.linspace(1.0, 2.0, n), tol=1e-8)[1][:, 0]
-    return vec * d_isqrt
-
-
-def _swap_refine(adj: np.ndarray, left: np.ndarray, maximize_cut: bool, candidates: int = 64) -> np.ndarray:
-    """Kernighan-Lin style pair swaps between the sides of ``left: (n,)`` bool, best first,
-    while a swap lowers (or with ``maximize_cut`` raises) the number of crossing edges.
-
-    Moving v alone changes the crossing count by ``g_v`` = (neighbours on v's side) -
-    (neighbours across); swapping u and v changes it by ``g_u + g_v + 2 A_uv``. Only the
-    ``candidates`` best-ranked nodes of each side are paired, which keeps a step O(n).
-    """
-    sign = 1.0 if maximize_cut else -1.0
-    side = np.where(left, 1.0, -1.0)
-    field = adj @ side
-    while True:
-        g = sign * side * field
-        li, ri = np.flatnonzero(side > 0), np.flatnonzero(side < 0)
-        if li.size == 0 or ri.size == 0:
-            break
-        cl = li[np.argsort(-g[li], kind="stable")[:candidates]]
-        cr = ri[np.argsort(-g[ri], kind="stable")[:candidates]]
-        gain = g[cl][:, None] + g[cr][None, :] + 2 * sign * adj[np.ix_(cl, cr)]
-        a, b = np.unravel_index(np.argmax(gain), gain.shape)
-        if gain[a, b] <= 0:
-            break
-        u, v = cl[a], cr[b]
-        side[u], side[v] = -1.0, 1.0
-        field += 2 * (adj[:, v] - adj[:, u])
-    return side > 0
-
-
-def partition_graph(adjacency: sp.spmatrix, num_parts: int) -> np.ndarray:
-    """Balanced ``num_parts``-way partition by recursive spectral bisection: ``(N,)`` part ids.
-
-    A set meant for ``k`` parts is ordered by its Fiedler vector and cut so that the first
-    ``round(n * (k // 2) / k)`` nodes go to ``k // 2`` parts and the rest to the others, then
-    the cut is refined by pair swaps (:func:`_swap_refine`). Part sizes therefore differ by at
-    most one (100 or 101 for Cora's 2708 nodes in 27 parts).
-    """
-    n = adjacency.shape[0]
-    if not isinstance(num_parts, (int, np.integer)) or isinstance(num_parts, bool) or not 1 <= num_parts <= n:
-        raise ValueError(f"num_parts must be an integer in [1, {n}] (the number of nodes), got {num_parts!r}")
-    dense = sp.csr_matrix(adjacency).toarray()
-    parts = np.zeros(n, dtype=np.int64)
-
-    def split(nodes: np.ndarray, k: int, first: int) -> None:
-        if k == 1:
-            parts[nodes] = first
-            return
-        k1 = k // 2
-        sub = dense[np.ix_(nodes, nodes)]
-        first_half = np.zeros(nodes.size, dtype=bool)
-        first_half[np.argsort(_fiedler_vector(sub), kind="stable")[: int(round(nodes.size * k1 / k))]] = True
-        first_half = _swap_refine(sub, first_half, maximize_cut=False)
-        split(nodes[first_half], k1, first)
-        split(nodes[~first_half], k - k1, first + k1)
-
-    split(np.arange(n), num_parts, 0)
-    return parts
-
-
-def _maxcut_sides(adj: np.ndarray) -> np.ndarray:
-    """Boolean ``(n,)`` "is left" for a balanced split with many crossing edges: the order of
-    the Laplacian's top eigenvector (the spectral max-cut heuristic), refined by swaps."""
-    n = adj.shape[0]
-    vec = np.linalg.eigh(np.diag(adj.sum(1)) - adj)[1][:, -1]
-    left = np.zeros(n, dtype=bool)
-    left[np.argsort(vec, kind="stable")[: (n + 1) // 2]] = True
-    return _swap_refine(adj, left, maximize_cut=True)
-
-
-def build_matching_instances(
-    graph: CitationGraph,
-    num_parts: int = 27,
-    side: int = 50,
-    split: SideSplit = "maxcut",
-    seed: int = 0,
-) -> MatchingInstances:
-    """Cut ``graph`` into ``num_parts`` bipartite matching instances of ``side x side`` nodes.
-
-    Parts bigger than ``2 * side`` keep the ``2 * side`` nodes with the most edges inside the
-    part (ties: lower index); smaller ones are padded with feature-less, edge-less nodes.
-    ``split="maxcut"`` splits a part's nodes into two halves with many crossing edges,
-    ``"random"`` uniformly at random (``seed``); padding fills the remaining slots.
-    """
-    if not isinstance(side, (int, np.integer)) or isinstance(side, bool) or side < 1:
-        raise ValueError(f"side must be an integer >= 1, got {side!r}")
-    if split not in ("maxcut", "random"):
-        raise ValueError(f"split must be 'maxcut' or 'random', got {split!r}")
-    adjacency = sp.csr_matrix(graph.adjacency)
-    parts = partition_graph(adjacency, num_parts)
-    rng = np.random.default_rng(seed)
-    left_nodes = np.full((num_parts, side), -1, dtype=np.int64)
-    right_nodes = np.full((num_parts, side), -1, dtype=np.int64)
-    for p in range(num_parts):
-        nodes = np.flatnonzero(parts == p)
-        inner = adjacency[nodes][:, nodes].toarray()
-        if nodes.size > 2 * side:
-            keep = np.sort(np.argsort(-inner.sum(1), kind="stable")[: 2 * side])
-            nodes, inner = nodes[keep], inner[np.ix_(keep, keep)]
-        if split == "maxcut":
-            is_left = _maxcut_sides(inner)
-        else:
-            is_left = np.zeros(nodes.size, dtype=bool)
-            is_left[rng.permutation(nodes.size)[: (nodes.size + 1) // 2]] = True
-        lefts, rights = nodes[is_left], nodes[~is_left]
-        left_nodes[p, : lefts.size] = lefts
-        right_nodes[p, : rights.size] = rights
-
-    def gather(idx: np.ndarray) -> np.ndarray:
-        feats = graph.features[np.maximum(idx, 0)].astype(np.float32)
-        feats[idx < 0] = 0.0
-        return feats
-
-    dense_rows = adjacency[np.maximum(left_nodes, 0).ravel()].toarray().reshape(num_parts, side, -1)
-    target = np.take_along_axis(dense_rows, np.maximum(right_nodes, 0)[:, None, :].repeat(side, 1), axis=2)
-    target[(left_nodes < 0)[:, :, None] | (right_nodes < 0)[:, None, :]] = 0.0
-    target = target.astype(np.float32)
-    return MatchingInstances(gather(left_nodes), gather(right_nodes), target, left_nodes, right_nodes)

@@ -42,12 +42,8 @@ import scipy.sparse as sp
 import torch
 from scipy.optimize import linprog
 
-from cutslots.data.cora import (
-    MatchingInstances,
-    build_matching_instances,
-    read_cora,
-    write_synthetic_cora,
-)
+from cutslots.data.cora import read_cora, write_synthetic_cora
+from cutslots.experiments.cora_graph import MatchingInstances, build_matching_instances
 from cutslots.qp import MatchingQP
 
 PAPER_REFERENCE = {

@@ -16,8 +16,9 @@ H x H grids for:
 - on small grids, outside references: a dense float64 KKT solve (numpy) and qpth, if installed
   (it needs one dummy inequality for an equality-only QP).
 
-Run as ``cutslots bench qp`` or ``python benchmarks/qp.py``. Writes
-``benchmarks/results/qp.{json,md}`` (under the working directory) and prints the table with the speed-up ratios.
+Run as ``cutslots bench qp --out PATH`` (the committed results: ``--out benchmarks/results/qp``,
+as ``make bench`` and ``python benchmarks/qp.py`` pass it). Writes ``PATH.json`` and ``PATH.md``
+and prints the table with the speed-up ratios.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ import torch
 from cutslots.qp import GridCutQP, build_grid_cut_graph, cholmod_available
 from cutslots.qp.factor import SuperLUFactor, WoodburyFactor
 
-RESULTS = Path("benchmarks") / "results"  # relative to the working directory (the repo root)
 # Process environments for the closed-form timings: glibc defaults, or freed memory kept.
 ALLOCATORS: dict[str, dict[str, str]] = {
     "default": {},
@@ -168,8 +168,10 @@ def qpth_time(size: int, batch: int, repeats: int) -> float | None:
     return median_time(run, repeats, warmup=0)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cutslots bench qp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128])
     parser.add_argument("--batch", type=int, default=768, help="cut QPs per forward+backward")
     parser.add_argument("--sparse-batch", type=int, default=64, help="QPs actually timed on the sparse path")
@@ -180,16 +182,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-kept-malloc", action="store_true",
                         help="time the closed form with glibc's default malloc only (see ALLOCATORS)")
-    parser.add_argument("--out", type=Path, default=RESULTS / "qp")
-    args = parser.parse_args(argv)
+    parser.add_argument("--out", type=Path, required=True, metavar="PATH",
+                        help="writes PATH.json and PATH.md (the committed run: benchmarks/results/qp)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     args.allocators = ["default"] if args.skip_kept_malloc else list(ALLOCATORS)
     torch.manual_seed(0)
     device = torch.device(args.device)
     backends = ["scipy"] + (["cholmod"] if cholmod_available() else [])
-    rows: list[dict[str, object]] = []
+    rounds = closed_form_rounds(args)
+    rows = median_rows(rounds, args.sizes, args.batch)
+    refs: list[dict[str, object]] = []
+    if device.type == "cpu":  # the sparse engine and the references run on the CPU only
+        for row in rows:
+            time_sparse(row, backends, args)
+        refs = reference_timings(args)
+    result = {
+        "meta": run_meta(args, device), "rows": rows, "references": refs, "growth_64_to_128": growth_64_to_128(rounds)
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    args.out.with_suffix(".md").write_text(render_markdown(result, backends))
+    print(render_markdown(result, backends))
+    return 0
 
-    # Rounds interleave the sizes, so a slow drift of the machine's speed hits all of them alike;
-    # each cell is the median over rounds, and the growth is taken round by round.
+
+def closed_form_rounds(args: argparse.Namespace) -> list[dict[int, dict[str, float]]]:
+    """Closed-form timings of every size and allocator, ``args.rounds`` times: ``[round][size][key]``.
+
+    Rounds interleave the sizes, so a slow drift of the machine's speed hits all of them alike."""
     rounds: list[dict[int, dict[str, float]]] = []
     for r in range(args.rounds):
         per_size: dict[int, dict[str, float]] = {}
@@ -205,48 +229,66 @@ def main(argv: list[str] | None = None) -> int:
                       f"{t['p_s']:.3f} s (p), {t['p_d_s']:.3f} s (p+d)", flush=True)
             per_size[size] = cells
         rounds.append(per_size)
-    for size in args.sizes:
-        row: dict[str, object] = {"size": size, "batch": args.batch}
+    return rounds
+
+
+def median_rows(rounds: list[dict[int, dict[str, float]]], sizes: list[int], batch: int) -> list[dict[str, object]]:
+    """One row per size: each cell the median over rounds, with its range."""
+    rows: list[dict[str, object]] = []
+    for size in sizes:
+        row: dict[str, object] = {"size": size, "batch": batch}
         for key in rounds[0][size]:
             values = [rd[size][key] for rd in rounds]
             row[key], row[f"{key}_range"] = statistics.median(values), [min(values), max(values)]
         rows.append(row)
+    return rows
 
-    for row in rows if device.type == "cpu" else []:
-        size = int(row["size"])  # type: ignore[call-overload]
-        ws = torch.randn(args.sparse_batch, 6, size, size, dtype=torch.float64)
-        for backend in backends:
-            start = time.perf_counter()
-            sparse = GridCutQP(size, size, gamma=1.0, engine="sparse", backend=backend, cache_dir=False)
-            row[f"{backend}_factor_s"] = time.perf_counter() - start
-            row[f"{backend}_factor_nnz"] = factor_nnz(sparse)
-            t = median_time(fwd_bwd(sparse, ws, with_d=True), args.repeats)
-            row[f"{backend}_s"] = t * args.batch / args.sparse_batch
-            row[f"{backend}_ratio"] = row[f"{backend}_s"] / row["closed_form_p_d_s"]  # type: ignore[operator]
-            print(
-                f"{size}px {backend}: factor {row[f'{backend}_factor_s']:.2f} s, "
-                f"{row[f'{backend}_factor_nnz']:,} nnz, fwd+bwd {row[f'{backend}_s']:.2f} s "
-                f"(extrapolated from {args.sparse_batch}), {row[f'{backend}_ratio']:.0f}x the closed form",
-                flush=True,
-            )
 
+def growth_64_to_128(rounds: list[dict[int, dict[str, float]]]) -> dict[str, float] | None:
+    """Closed-form time ratio 128 px / 64 px, taken round by round (median), if both were run."""
+    if not {64, 128} <= set(rounds[0]):
+        return None
+    return {k: statistics.median(rd[128][k] / rd[64][k] for rd in rounds) for k in rounds[0][64] if k in _CLOSED_KEYS}
+
+
+def time_sparse(row: dict[str, object], backends: list[str], args: argparse.Namespace) -> None:
+    """Add the sparse engine's factor time, factor size and fwd+bwd time per backend to ``row``,
+    timed on ``args.sparse_batch`` QPs and extrapolated to ``args.batch``."""
+    size = int(row["size"])  # type: ignore[call-overload]
+    ws = torch.randn(args.sparse_batch, 6, size, size, dtype=torch.float64)
+    for backend in backends:
+        start = time.perf_counter()
+        sparse = GridCutQP(size, size, gamma=1.0, engine="sparse", backend=backend, cache_dir=False)
+        row[f"{backend}_factor_s"] = time.perf_counter() - start
+        row[f"{backend}_factor_nnz"] = factor_nnz(sparse)
+        t = median_time(fwd_bwd(sparse, ws, with_d=True), args.repeats)
+        row[f"{backend}_s"] = t * args.batch / args.sparse_batch
+        row[f"{backend}_ratio"] = row[f"{backend}_s"] / row["closed_form_p_d_s"]  # type: ignore[operator]
+        print(
+            f"{size}px {backend}: factor {row[f'{backend}_factor_s']:.2f} s, "
+            f"{row[f'{backend}_factor_nnz']:,} nnz, fwd+bwd {row[f'{backend}_s']:.2f} s "
+            f"(extrapolated from {args.sparse_batch}), {row[f'{backend}_ratio']:.0f}x the closed form",
+            flush=True,
+        )
+
+
+def reference_timings(args: argparse.Namespace) -> list[dict[str, object]]:
+    """Closed form, dense KKT and qpth on the small ``args.reference_sizes`` grids (float64)."""
     refs: list[dict[str, object]] = []
-    if device.type == "cpu":
-        for size in args.reference_sizes:
-            ref: dict[str, object] = {"size": size, "batch": args.reference_batch}
-            w = torch.randn(args.reference_batch, 6, size, size, dtype=torch.float64)
-            ref["closed_form_s"] = median_time(fwd_bwd(GridCutQP(size, size), w, True), args.repeats)
-            ref["dense_kkt_s"] = dense_kkt_time(size, args.reference_batch, max(1, args.repeats // 2))
-            ref["qpth_s"] = qpth_time(size, args.reference_batch, 1)
-            refs.append(ref)
-            print(f"{size}px references: {ref}", flush=True)
+    for size in args.reference_sizes:
+        ref: dict[str, object] = {"size": size, "batch": args.reference_batch}
+        w = torch.randn(args.reference_batch, 6, size, size, dtype=torch.float64)
+        ref["closed_form_s"] = median_time(fwd_bwd(GridCutQP(size, size), w, True), args.repeats)
+        ref["dense_kkt_s"] = dense_kkt_time(size, args.reference_batch, max(1, args.repeats // 2))
+        ref["qpth_s"] = qpth_time(size, args.reference_batch, 1)
+        refs.append(ref)
+        print(f"{size}px references: {ref}", flush=True)
+    return refs
 
-    growth = None
-    if {64, 128} <= set(args.sizes):
-        growth = {
-            k: statistics.median(rd[128][k] / rd[64][k] for rd in rounds) for k in rounds[0][64] if k in _CLOSED_KEYS
-        }
-    meta = {
+
+def run_meta(args: argparse.Namespace, device: torch.device) -> dict[str, object]:
+    """Machine, versions and settings the timings were taken with."""
+    return {
         "machine": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
@@ -258,12 +300,6 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "sparse_allocator_env": {k: v for k, v in os.environ.items() if k.startswith(_ALLOCATOR_VARS)},
     }
-    result = {"meta": meta, "rows": rows, "references": refs, "growth_64_to_128": growth}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    args.out.with_suffix(".md").write_text(render_markdown(result, backends))
-    print(render_markdown(result, backends))
-    return 0
 
 
 # Closed-form timing keys of a row: (allocator label, read-out label, key).
