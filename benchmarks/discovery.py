@@ -53,7 +53,7 @@ from cutslots.cli import demo_config
 from cutslots.config import config_from_dict
 from cutslots.evaluation import DISCOVERY_MARGIN, grouping_verdict
 from cutslots.experiments.discovery import build_model, read_scalars, run_experiment
-from cutslots.figures import ari_time_figure
+from cutslots.plots import ari_time_figure, save_figure
 from cutslots.train.distributed import context_from_env, resolve_device
 
 RESULTS = Path("benchmarks") / "results"
@@ -293,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.with_suffix(".json").write_text(json.dumps({"summary": summary, "runs": results}, indent=1))
     text = render(summary, results)
     args.out.with_suffix(".md").write_text(text)
-    ari_time_figure({ts: curves_by_model(results, ts) for ts in summary}, args.out.with_name(args.out.name + "_curves.png"))
+    save_figure(ari_time_figure({ts: curves_by_model(results, ts) for ts in summary}),
+                args.out.with_name(args.out.name + "_curves.png"))
     for r in results:
         if r["seed"] == min(args.seeds):
             run_dir = args.work / r["train_set"] / f"{r['model']}_seed{r['seed']}"

@@ -39,9 +39,9 @@ from cutslots.data.clevr import ClevrWithMasks
 from cutslots.data.clevrtex import ClevrTex
 from cutslots.data.synthetic import SyntheticScenes
 from cutslots.evaluation import evaluate, grouping_verdict
-from cutslots.figures import curve_figure, decomposition_figure, learning_curve_figure
 from cutslots.models.autoencoder import SlotAutoencoder
 from cutslots.models.builders import build_cut_autoencoder, build_slot_attention_autoencoder
+from cutslots.plots import curve_figure, decomposition_figure, learning_curve_figure, save_figure
 from cutslots.train.checkpoint import checkpoint_config, load_checkpoint
 from cutslots.train.loop import seed_everything, train
 
@@ -205,12 +205,12 @@ def training_curves(out_dir: Path) -> list[Path]:
     if "train/loss" not in curves:
         return []
     loss = {"train loss (MSE)": curves["train/loss"]}
-    figures = [curve_figure(loss, out_dir / "loss.png")]
+    figures = [save_figure(curve_figure(loss), out_dir / "loss.png")]
     sets = [name.split("/")[1] for name in curves if name.startswith("eval/") and name.endswith("/ari_fg")]
     evaluated = {f"{ds}: {legend}": curves[f"eval/{ds}/{key}"] for ds in sets
                  for key, legend in _CURVE_METRICS if f"eval/{ds}/{key}" in curves}
     if evaluated:
-        figures.append(learning_curve_figure(loss, evaluated, out_dir / "learning_curve.png"))
+        figures.append(save_figure(learning_curve_figure(loss, evaluated), out_dir / "learning_curve.png"))
     return figures
 
 
@@ -234,7 +234,7 @@ def final_report(
         model.eval()
         with torch.no_grad():
             out = model(batch)
-        figures.append(str(decomposition_figure(batch, out, out_dir / f"decomposition_{name}.png")))
+        figures.append(str(save_figure(decomposition_figure(batch, out), out_dir / f"decomposition_{name}.png")))
     figures += [str(f) for f in training_curves(out_dir)]
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return {"metrics": metrics, "figures": figures, "metrics_path": str(out_dir / "metrics.json")}

@@ -30,16 +30,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import matplotlib
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
-from torch.utils.data import DataLoader, Dataset, IterableDataset  # noqa: E402
-
-from cutslots.config import (  # noqa: E402
+from cutslots.config import (
     DataConfig,
     ExperimentConfig,
     ModelConfig,
@@ -47,23 +43,21 @@ from cutslots.config import (  # noqa: E402
     load_config,
     save_config,
 )
-from cutslots.data.moving import FramePairs, MovingScenes  # noqa: E402
-from cutslots.experiments.discovery import build_model, training_curves  # noqa: E402
-from cutslots.evaluation import score_batches, upsample_masks  # noqa: E402
-from cutslots.figures import save_figure  # noqa: E402
-from cutslots.metrics import summarize  # noqa: E402
-from cutslots.models.frame_pair import FramePairAutoencoder  # noqa: E402
-from cutslots.nn.matcher import SlotMatcher  # noqa: E402
-from cutslots.train.checkpoint import checkpoint_config, load_checkpoint  # noqa: E402
-from cutslots.train.loop import CHECKPOINT_NAME, train  # noqa: E402
-from cutslots.video_eval import (  # noqa: E402
+from cutslots.data.moving import FramePairs, MovingScenes
+from cutslots.experiments.discovery import build_model, training_curves
+from cutslots.evaluation import score_batches, upsample_masks
+from cutslots.metrics import summarize
+from cutslots.models.frame_pair import FramePairAutoencoder
+from cutslots.nn.matcher import SlotMatcher
+from cutslots.plots import clip_strip_figure, far_pair_figure, save_figure
+from cutslots.train.checkpoint import checkpoint_config, load_checkpoint
+from cutslots.train.loop import CHECKPOINT_NAME, train
+from cutslots.video_eval import (
     TABLE2_COLUMNS,
-    chain_identities,
     collate_clips,
     evaluate_tracks,
     format_table2,
     frame_pair_tracks,
-    hard_links,
     inner_product_matchings,
     single_frame_tracks,
 )
@@ -74,7 +68,6 @@ VIDEO_DATASETS = ("moving", "movi_a")
 # Synthetic videos have no fixed count: these are the defaults when num_train / num_eval are null.
 MOVING_TRAIN, MOVING_EVAL = 1000, 100
 FAR_PAIR = (5, 20)  # the frames of the paper's Fig. 6
-STRIP_FRAMES = 8  # at most this many (evenly spaced) frames in the clip strip
 METHOD_NAMES = {"cut": "Cut + matching", "slot_attention": "Slot Attention + Hungarian"}
 Unit = Literal["pairs", "frames", "clips"]
 # The batch key each training unit feeds to the model (train's input_key).
@@ -291,58 +284,6 @@ def far_pair_frames(num_frames: int) -> tuple[tuple[int, int], str | None]:
     )
 
 
-# ---------------------------------------------------------------------------- figures
-
-
-def _hwc(x: Tensor) -> np.ndarray:
-    return x.detach().cpu().float().clamp(0, 1).permute(1, 2, 0).numpy()
-
-
-def _slot_image(mask: Tensor, recon: Tensor) -> np.ndarray:
-    """A slot's masked reconstruction on white: mask (H, W), recon (3, H, W) -> (H, W, 3)."""
-    return _hwc(mask[None] * recon + (1 - mask[None]))
-
-
-def clip_strip_figure(video: Tensor, out: Mapping[str, Tensor], path: str | Path, title: str = "") -> Path:
-    """Paper Fig. 5 for one clip: frames, reconstructions, then one row per track with that
-    track's slot reconstruction in every frame (tracks: Hungarian links of ``out["matchings"]``)
-    and, when ``out`` has grouping masks, a row under it with the track's grouping mask.
-
-    video (T, 3, H, W); ``out``: :func:`clip_outputs` of this clip with the batch axis removed.
-    At most :data:`STRIP_FRAMES` evenly spaced frames are shown.
-    """
-    steps, slots = out["masks"].shape[:2]
-    grouping = out.get("grouping_masks")  # (T, K, H, W) or None
-    per_track = 1 if grouping is None else 2
-    # track_of[t, j]: track of frame t's slot j; its inverse gives each track's slot per frame.
-    track_of = chain_identities(hard_links(out["matchings"][None].cpu(), "hungarian"))[0]
-    slot_of_track = np.argsort(track_of, axis=1)
-    shown = np.unique(np.linspace(0, steps - 1, min(steps, STRIP_FRAMES)).round().astype(int))
-    rows = per_track * slots + 2
-    fig, axes = plt.subplots(rows, len(shown), figsize=(1.2 * len(shown), 1.2 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for col, t in enumerate(shown):
-        axes[0, col].imshow(_hwc(video[t]))
-        axes[0, col].set_title(f"t={t}", fontsize=8)
-        axes[1, col].imshow(_hwc(out["recon"][t]))
-        for k in range(slots):
-            j = slot_of_track[t, k]
-            row = 2 + per_track * k
-            axes[row, col].imshow(_slot_image(out["masks"][t, j].cpu(), out["slot_recons"][t, j].cpu()))
-            if grouping is not None:
-                axes[row + 1, col].imshow(grouping[t, j].cpu().numpy(), cmap="gray", vmin=0.0, vmax=1.0)
-    labels = ["frame", "recon"]
-    for k in range(slots):
-        labels += [f"track {k}"] + ([f"{k}: grouping"] if grouping is not None else [])
-    for row, label in enumerate(labels):
-        axes[row, 0].set_ylabel(label, fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    return save_figure(fig, path)
-
-
 @torch.no_grad()
 def far_pair_outputs(model: nn.Module, pair: Tensor) -> dict[str, Tensor]:
     """Decode two frames pair (2, 3, H, W) with the second frame's slots in the first's order:
@@ -367,28 +308,6 @@ def far_pair_outputs(model: nn.Module, pair: Tensor) -> dict[str, Tensor]:
         }
     finally:
         model.train(was_training)
-
-
-def far_pair_figure(pair: Tensor, out: Mapping[str, Tensor], frames: tuple[int, int], path: str | Path,
-                    note: str | None = None) -> Path:
-    """Paper Fig. 6: two far-apart frames, one row each: image, reconstruction, then the matched
-    slots (column k of both rows is the same matched slot). pair (2, 3, H, W), ``out`` from
-    :func:`far_pair_outputs`."""
-    slots = out["masks"].shape[1]
-    fig, axes = plt.subplots(2, slots + 2, figsize=(1.2 * (slots + 2), 2.9 if note else 2.6), squeeze=False)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for row in range(2):
-        axes[row, 0].imshow(_hwc(pair[row]))
-        axes[row, 0].set_ylabel(f"frame {frames[row]}", fontsize=8)
-        axes[row, 1].imshow(_hwc(out["recon"][row]))
-        for k in range(slots):
-            axes[row, k + 2].imshow(_slot_image(out["masks"][row, k].cpu(), out["slot_recons"][row, k].cpu()))
-    for col, label in enumerate(["image", "recon"] + [f"slot {k}" for k in range(slots)]):
-        axes[0, col].set_title(label, fontsize=8)
-    fig.suptitle(f"frames {frames[0]} and {frames[1]}" + (f"\n({note})" if note else ""), fontsize=8)
-    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------- runs
@@ -449,11 +368,10 @@ def video_report(
         strip = clip_outputs(model, video[None])
     finally:
         model.train(was_training)
-    figures = [
-        clip_strip_figure(video, {k: v[0] for k, v in strip.items()}, out_dir / "clip_strip.png", method),
-        far_pair_figure(video[list(frames)], far_pair_outputs(model, video[list(frames)]), frames,
-                        out_dir / "far_pair.png", note),
-    ]
+    pair = video[list(frames)]
+    strip_fig = clip_strip_figure(video, {k: v[0] for k, v in strip.items()}, method)
+    far_fig = far_pair_figure(pair, far_pair_outputs(model, pair), frames, note)
+    figures = [save_figure(strip_fig, out_dir / "clip_strip.png"), save_figure(far_fig, out_dir / "far_pair.png")]
     figures += training_curves(out_dir)
 
     table = format_table2(table2_rows(method, result["per_clip"]))
