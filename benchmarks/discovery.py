@@ -17,7 +17,7 @@ Every model shares the encoder, decoder, data, steps, batch and optimiser of the
 Training sets (``--train-sets``): ``shapes`` (evaluated on ``shapes``) and ``textured``
 (evaluated on ``textured``, ``camo`` and ``ood``). For each run: decoder-mask and
 grouping-mask ARI-FG / mIoU, the static baseline and the image dependence
-(:mod:`cutslots.evaluation`), and the ARI-FG of periodic evaluations against training time.
+(:mod:`cutslots.experiments.evaluation`), and the ARI-FG of periodic evaluations against training time.
 
     python benchmarks/discovery.py --train-sets shapes --models cut slot_attention --seeds 0 1 2
 
@@ -51,8 +51,8 @@ import torch
 
 from cutslots.cli import demo_config
 from cutslots.config import config_from_dict
-from cutslots.evaluation import DISCOVERY_MARGIN, grouping_verdict
 from cutslots.experiments.discovery import build_model, read_scalars, run_experiment
+from cutslots.experiments.evaluation import DISCOVERY_MARGIN, grouping_verdict
 from cutslots.plots import ari_time_figure, save_figure
 from cutslots.train.distributed import context_from_env, resolve_device
 

@@ -26,10 +26,10 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
 
 import dataset_fixtures as fx
-from cutslots import cli, evaluation
+from cutslots import cli
 from cutslots.config import config_from_dict, to_dict
 from cutslots.data.clevrtex import ClevrTex
-from cutslots.experiments import discovery, video
+from cutslots.experiments import discovery, evaluation, video
 from cutslots.experiments.discovery import build_dataset, build_model
 from cutslots.train.checkpoint import load_checkpoint, save_checkpoint
 

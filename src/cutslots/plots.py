@@ -20,7 +20,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from cutslots.video_eval import chain_identities, hard_links
+from cutslots.metrics import chain_identities, hard_links
 
 STRIP_FRAMES = 8  # at most this many (evenly spaced) frames in the clip strip
 

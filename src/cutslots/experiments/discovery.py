@@ -4,7 +4,7 @@
 ``evaluate_checkpoint(path, ...)`` is ``cutslots eval``. Outputs land in ``train.out_dir``:
 ``checkpoint.pt``, ``config.yaml``, ``scalars.csv`` + TensorBoard events, ``metrics.json``
 (one entry per evaluation set: decoder metrics, and the grouping's own metrics with its
-image dependence and static baseline, see :mod:`cutslots.evaluation`) and PNGs
+image dependence and static baseline, see :mod:`cutslots.experiments.evaluation`) and PNGs
 (``loss.png``, ``learning_curve.png`` when ``train.eval_every`` is set,
 ``decomposition_<set>.png``).
 
@@ -38,7 +38,7 @@ from cutslots.data.clevr import DEFAULT_SPLITS as CLEVR_DEFAULT_SPLITS
 from cutslots.data.clevr import ClevrWithMasks
 from cutslots.data.clevrtex import ClevrTex
 from cutslots.data.synthetic import SyntheticScenes
-from cutslots.evaluation import evaluate, grouping_verdict
+from cutslots.experiments.evaluation import evaluate, grouping_verdict
 from cutslots.models.autoencoder import SlotAutoencoder
 from cutslots.models.builders import build_cut_autoencoder, build_slot_attention_autoencoder
 from cutslots.plots import curve_figure, decomposition_figure, learning_curve_figure, save_figure
@@ -316,7 +316,7 @@ def format_table(metrics: Mapping[str, Mapping[str, Mapping[str, float]]]) -> st
 def format_grouping_table(metrics: Mapping[str, Mapping[str, Any]]) -> str | None:
     """The grouping's own metrics per set beside its references (None when no set has them):
     mIoU / ARI-FG of the grouping and of the static baseline in %, the image dependence, and
-    the verdict sentence of :func:`cutslots.evaluation.grouping_verdict`."""
+    the verdict sentence of :func:`cutslots.experiments.evaluation.grouping_verdict`."""
     rows = {name: m for name, m in metrics.items() if "grouping_ari_fg" in m}
     if not rows:
         return None

@@ -17,8 +17,9 @@ train split for training, test split for evaluation) or ``"movi_a"`` (streamed
 to ``train.out_dir``: ``checkpoint.pt``, ``config.yaml``, ``scalars.csv``, ``metrics.json``,
 ``table2.txt`` (the paper's Table 2 layout; a second row scores the grouping masks, tracked
 with the same matchings), ``clip_strip.png`` (Fig. 5: per-track slot reconstructions over time),
-``far_pair.png`` (Fig. 6: frames 5 and 20 matched directly) and ``loss.png``. Tracking and
-the metrics are those of :mod:`cutslots.video_eval`.
+``far_pair.png`` (Fig. 6: frames 5 and 20 matched directly) and ``loss.png``. Clips are run
+through the models by :mod:`cutslots.experiments.inference`, tracked and scored by
+:mod:`cutslots.metrics.tracking`, drawn by :mod:`cutslots.plots`.
 """
 
 from __future__ import annotations
@@ -45,22 +46,19 @@ from cutslots.config import (
 )
 from cutslots.data.moving import FramePairs, MovingScenes
 from cutslots.experiments.discovery import build_model, training_curves
-from cutslots.evaluation import score_batches, upsample_masks
-from cutslots.metrics import summarize
-from cutslots.models.frame_pair import FramePairAutoencoder
-from cutslots.nn.matcher import SlotMatcher
-from cutslots.plots import clip_strip_figure, far_pair_figure, save_figure
-from cutslots.train.checkpoint import checkpoint_config, load_checkpoint
-from cutslots.train.loop import CHECKPOINT_NAME, train
-from cutslots.video_eval import (
-    TABLE2_COLUMNS,
+from cutslots.experiments.evaluation import score_batches, upsample_masks
+from cutslots.experiments.inference import (
     collate_clips,
-    evaluate_tracks,
-    format_table2,
     frame_pair_tracks,
     inner_product_matchings,
     single_frame_tracks,
 )
+from cutslots.metrics import TABLE2_COLUMNS, ArrayLike, evaluate_tracks, summarize
+from cutslots.models.frame_pair import FramePairAutoencoder
+from cutslots.nn.matcher import SlotMatcher
+from cutslots.plots import clip_strip_figure, far_pair_figure, save_figure
+from cutslots.train.checkpoint import checkpoint_config, load_checkpoint
+from cutslots.train.loop import train
 
 log = logging.getLogger(__name__)
 
@@ -190,12 +188,13 @@ def build_video_dataset(data: DataConfig, split: Literal["train", "eval"], unit:
 def clip_outputs(model: nn.Module, video: Tensor) -> dict[str, Tensor]:
     """Track a clip: video (B, T, 3, H, W) -> "masks" (B, T, K, H, W), "matchings" (B, T-1, K, K),
     "slot_recons" (B, T, K, 3, H, W), "recon" (B, T, 3, H, W) and, when the grouping has masks,
-    "grouping_masks" (B, T, K, H, W) (:func:`~cutslots.evaluation.upsample_masks`, as for images),
-    each frame in its own slot order.
+    "grouping_masks" (B, T, K, H, W) (:func:`~cutslots.experiments.evaluation.upsample_masks`, as
+    for images), each frame in its own slot order.
 
-    Tracks come from :func:`~cutslots.video_eval.frame_pair_tracks` for a FramePairAutoencoder
-    and :func:`~cutslots.video_eval.single_frame_tracks` otherwise; the reconstructions are
-    captured from the one decoder call those make, so figures show exactly what was scored.
+    Tracks come from :func:`~cutslots.experiments.inference.frame_pair_tracks` for a
+    FramePairAutoencoder and :func:`~cutslots.experiments.inference.single_frame_tracks`
+    otherwise; the reconstructions are captured from the one decoder call those make, so
+    figures show exactly what was scored.
     """
     if not isinstance(getattr(model, "decoder", None), nn.Module):
         raise TypeError(f"model must have a .decoder module (a slot autoencoder), got {type(model).__name__}")
@@ -338,6 +337,32 @@ def table2_rows(method: str, per_clip: Mapping[str, np.ndarray]) -> dict[str, di
     if "grouping_ari" in per_clip:
         rows[f"{method} (grouping masks)"] = {key: per_clip[f"grouping_{key}"] for key, _ in TABLE2_COLUMNS}
     return rows
+
+
+def format_table2(results: Mapping[str, Mapping[str, ArrayLike]]) -> str:
+    """The paper's Table 2 layout: one row per method, columns ARI, ARI-FG, matching accuracy.
+
+    ``results``: {method: {"ari", "ari_fg", "matching_accuracy": per-clip (N,) arrays}} as
+    returned by :func:`~cutslots.metrics.tracking.evaluate_tracks` (concatenated over
+    batches). Cells are ``mean ± std`` over clips in percent; NaN clips are excluded (see
+    :func:`~cutslots.metrics.segmentation.summarize`).
+    """
+    if not isinstance(results, Mapping) or not results:
+        raise ValueError("results must be a non-empty mapping {method: {metric: per-clip values}}")
+    header = ["Method"] + [title for _, title in TABLE2_COLUMNS]
+    rows = []
+    for method, scores in results.items():
+        missing = [key for key, _ in TABLE2_COLUMNS if key not in scores]
+        if missing:
+            expected = [key for key, _ in TABLE2_COLUMNS]
+            raise ValueError(f"results[{method!r}] lacks {missing}; expected keys {expected}")
+        summary = summarize({key: scores[key] for key, _ in TABLE2_COLUMNS})
+        cells = [f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}" for s in summary.values()]
+        rows.append([str(method)] + cells)
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    lines = [" | ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header] + rows]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 def video_report(

@@ -24,7 +24,8 @@ A grouping whose ARI-FG does not beat its static baseline does not discover obje
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
