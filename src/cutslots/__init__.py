@@ -13,7 +13,7 @@ Layers of the package, each ignorant of the ones above it:
 - ``cutslots.plots``: the figures, as matplotlib ``Figure`` objects, and their PNG writer.
 - ``cutslots.train`` / ``cutslots.experiments`` / ``cutslots.cli``: the edge. In
   ``experiments``: ``evaluation`` (a model on image datasets), ``inference`` (a model over
-  video clips) and one runner per experiment (``discovery``,
+  video clips), ``common`` (shared helpers) and one runner per experiment (``discovery``,
   ``video``, ``cora_matching``, ``cut_fidelity``).
 """
 

@@ -38,6 +38,7 @@ from cutslots.data.clevr import DEFAULT_SPLITS as CLEVR_DEFAULT_SPLITS
 from cutslots.data.clevr import ClevrWithMasks
 from cutslots.data.clevrtex import ClevrTex
 from cutslots.data.synthetic import SyntheticScenes
+from cutslots.experiments.common import eval_mode
 from cutslots.experiments.evaluation import evaluate, grouping_verdict
 from cutslots.models.autoencoder import SlotAutoencoder
 from cutslots.models.builders import build_cut_autoencoder, build_slot_attention_autoencoder
@@ -231,8 +232,7 @@ def final_report(
         if verdict is not None:
             metrics[name]["grouping_verdict"] = verdict
         batch = torch.stack([item["image"] for item in shown]).to(device)
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             out = model(batch)
         figures.append(str(save_figure(decomposition_figure(batch, out), out_dir / f"decomposition_{name}.png")))
     figures += [str(f) for f in training_curves(out_dir)]

@@ -45,6 +45,7 @@ from cutslots.config import (
     save_config,
 )
 from cutslots.data.moving import FramePairs, MovingScenes
+from cutslots.experiments.common import eval_mode
 from cutslots.experiments.discovery import build_model, training_curves
 from cutslots.experiments.evaluation import score_batches, upsample_masks
 from cutslots.experiments.inference import (
@@ -292,9 +293,7 @@ def far_pair_outputs(model: nn.Module, pair: Tensor) -> dict[str, Tensor]:
     decodes each frame alone and orders frame 2's slots by the Hungarian matching of slot
     inner products.
     """
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         if isinstance(model, FramePairAutoencoder):
             out = model(pair[None])
             return {key: out[key][0] for key in ("recon", "slot_recons", "masks")}
@@ -305,8 +304,6 @@ def far_pair_outputs(model: nn.Module, pair: Tensor) -> dict[str, Tensor]:
             "slot_recons": torch.stack([out["slot_recons"][0], out["slot_recons"][1, partner]]),
             "masks": torch.stack([out["masks"][0], out["masks"][1, partner]]),
         }
-    finally:
-        model.train(was_training)
 
 
 # ---------------------------------------------------------------------------- runs
@@ -387,12 +384,8 @@ def video_report(
     result = evaluate_video(model, clips, batch_size, device, max_clips)
     far = evaluate_video(model, clips, batch_size, device, max_clips, frames=frames)
 
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         strip = clip_outputs(model, video[None])
-    finally:
-        model.train(was_training)
     pair = video[list(frames)]
     strip_fig = clip_strip_figure(video, {k: v[0] for k, v in strip.items()}, method)
     far_fig = far_pair_figure(pair, far_pair_outputs(model, pair), frames, note)

@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from cutslots.config import ExperimentConfig, TrainConfig, to_dict
+from cutslots.experiments.common import eval_mode
 from cutslots.train.checkpoint import (CHECKPOINT_NAME, capture_rng_state, load_checkpoint,
                                        restore_rng_state, save_checkpoint)
 from cutslots.train.distributed import (DistContext, InfiniteSampler, all_gather_objects,
@@ -346,12 +347,10 @@ def _run(model: nn.Module, dataset: Dataset[dict[str, torch.Tensor]], config: Tr
 def _evaluate(eval_fn: EvalFn, model: nn.Module, step: int) -> dict[str, float]:
     """Run ``eval_fn`` in eval mode without grads, leaving the training RNG streams untouched."""
     rng = capture_rng_state()  # evaluation randomness must not shift the training trajectory
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             result = eval_fn(model, step)
     finally:
-        model.train()
         restore_rng_state(rng)
     if not isinstance(result, Mapping):
         raise TypeError(f"eval_fn: expected a mapping of metric name -> number, got "
