@@ -34,7 +34,6 @@ from torch.utils.data import DataLoader, Dataset
 from cutslots.experiments.common import eval_mode
 from cutslots.metrics import ari, masks_to_labels, miou, mse_per_image, summarize
 
-METRICS = ("ari", "ari_fg", "miou", "mse")
 GROUPING_METRICS = ("grouping_ari", "grouping_ari_fg", "grouping_miou", "image_dependence",
                     "static_ari", "static_ari_fg", "static_miou")
 # Grouping ARI-FG must beat its static baseline by this much (in [0, 1]) to count as discovery.
