@@ -17,7 +17,7 @@ Every model shares the encoder, decoder, data, steps, batch and optimiser of the
 Training sets (``--train-sets``): ``shapes`` (evaluated on ``shapes``) and ``textured``
 (evaluated on ``textured``, ``camo`` and ``ood``). For each run: decoder-mask and
 grouping-mask ARI-FG / mIoU, the static baseline and the image dependence
-(:mod:`cutslots.evaluation`), and the ARI-FG of periodic evaluations against training time.
+(:mod:`cutslots.experiments.evaluation`), and the ARI-FG of periodic evaluations against training time.
 
     python benchmarks/discovery.py --train-sets shapes --models cut slot_attention --seeds 0 1 2
 
@@ -51,10 +51,10 @@ import torch
 
 from cutslots.cli import demo_config
 from cutslots.config import experiment_from_dict, to_dict
-from cutslots.evaluation import DISCOVERY_MARGIN, grouping_verdict
 from cutslots.experiments.discovery import read_scalars, run_experiment
-from cutslots.figures import ari_time_figure
+from cutslots.experiments.evaluation import DISCOVERY_MARGIN, grouping_verdict
 from cutslots.models.builders import build_autoencoder
+from cutslots.plots import ari_time_figure, save_figure
 from cutslots.train.distributed import context_from_env, resolve_device
 from cutslots.train.loop import make_optimizer
 
@@ -311,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.with_suffix(".json").write_text(json.dumps({"summary": summary, "runs": results}, indent=1))
     text = render(summary, results)
     args.out.with_suffix(".md").write_text(text)
-    ari_time_figure({ts: curves_by_model(results, ts) for ts in summary}, args.out.with_name(args.out.name + "_curves.png"))
+    save_figure(ari_time_figure({ts: curves_by_model(results, ts) for ts in summary}),
+                args.out.with_name(args.out.name + "_curves.png"))
     for r in results:
         if r["seed"] == min(args.seeds):
             run_dir = args.work / r["train_set"] / f"{r['model']}_seed{r['seed']}"

@@ -3,7 +3,7 @@
 Both models share encoder, decoder, data, image size, steps, optimiser and frames per step:
 the frame-pair cut model trains on ``B`` consecutive frame pairs, the single-frame Slot
 Attention baseline on ``2B`` single frames, so both decode ``2B`` frames per step. Both are
-evaluated on the same 24-frame test clips with :mod:`cutslots.video_eval` (Hungarian tracking:
+evaluated on the same 24-frame test clips with :mod:`cutslots.metrics.tracking` (Hungarian tracking:
 space-time ARI / ARI-FG, matching accuracy), plus the direct matching of frames 5 and 20
 (paper Fig. 6). Reported: mean ± std over seeds of the per-run clip means, the training
 wall-clock and step time.
@@ -43,8 +43,8 @@ from cutslots.data.registry import build_video_dataset
 from cutslots.experiments.common import seed_everything
 from cutslots.experiments.video import INPUT_KEYS, METHOD_NAMES, far_pair_frames, training_unit, video_report
 from cutslots.models.builders import build_video_model
+from cutslots.metrics import TABLE2_COLUMNS, evaluate_tracks
 from cutslots.train.loop import train
-from cutslots.video_eval import TABLE2_COLUMNS, evaluate_tracks
 
 RESULTS = Path("benchmarks") / "results"
 TRACK_METRICS = tuple(key for key, _ in TABLE2_COLUMNS)  # what the one-slot reference is scored on

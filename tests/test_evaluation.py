@@ -13,7 +13,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
 from torch import Tensor, nn
 
-from cutslots.evaluation import DISCOVERY_MARGIN, GROUPING_METRICS, evaluate, grouping_verdict
+from cutslots.experiments.evaluation import DISCOVERY_MARGIN, GROUPING_METRICS, evaluate, grouping_verdict
 
 N, K, S = 6, 3, 8  # images, slots, side
 

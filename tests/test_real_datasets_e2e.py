@@ -26,13 +26,13 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
 
 import dataset_fixtures as fx
-from cutslots import cli, evaluation
+from cutslots import cli
 from cutslots.config import experiment_from_dict as config_from_dict
 from cutslots.config import to_dict
 from cutslots.data import registry
 from cutslots.data.clevrtex import ClevrTex
 from cutslots.data.registry import build_dataset, build_video_dataset
-from cutslots.experiments import discovery, video
+from cutslots.experiments import discovery, evaluation, video
 from cutslots.models.builders import build_autoencoder, build_video_model
 from cutslots.train.checkpoint import load_checkpoint, save_checkpoint
 

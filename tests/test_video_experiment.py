@@ -25,6 +25,7 @@ from cutslots.experiments.video import (
     evaluate_video,
     evaluate_video_checkpoint,
     far_pair_frames,
+    format_table2,
     run_video_experiment,
     video_report,
 )
@@ -290,6 +291,30 @@ def test_clip_outputs_frame_pair_model_agrees_with_hungarian_tracks() -> None:
     partition = model.frame_slots(video[:, 1])["masks"]  # (B, K, h, w)
     expected = torch.nn.functional.interpolate(partition, size=(16, 16), mode="bilinear", align_corners=False)
     torch.testing.assert_close(out["grouping_masks"][:, 1], expected)
+
+
+# ----------------------------------------------------------------- Table 2
+
+
+def test_table2_layout_mean_and_std_in_percent() -> None:
+    results = {
+        "Slot Attention": {
+            "ari": np.array([0.5, 0.7]),
+            "ari_fg": torch.tensor([float("nan"), 0.9], dtype=torch.float64),
+            "matching_accuracy": np.array([1.0, 0.5]),
+        },
+        "Ours": {"ari": np.array([0.8]), "ari_fg": np.array([0.85]), "matching_accuracy": np.array([0.25])},
+    }
+    lines = format_table2(results).splitlines()
+    assert [c.strip() for c in lines[0].split("|")] == ["Method", "ARI", "ARI-FG", "Matching acc."]
+    assert set(lines[1]) <= {"-", "+"}
+    # mean +- population std over clips, NaN excluded: ARI (50, 70) -> 60 +- 10.
+    assert [c.strip() for c in lines[2].split("|")] == ["Slot Attention", "60.0 ± 10.0", "90.0 ± 0.0", "75.0 ± 25.0"]
+    assert [c.strip() for c in lines[3].split("|")] == ["Ours", "80.0 ± 0.0", "85.0 ± 0.0", "25.0 ± 0.0"]
+    with pytest.raises(ValueError, match=r"results\['Ours'\] lacks \['matching_accuracy'\]"):
+        format_table2({"Ours": {"ari": np.ones(1), "ari_fg": np.ones(1)}})
+    with pytest.raises(ValueError, match="non-empty mapping"):
+        format_table2({})
 
 
 # ----------------------------------------------------------------- bad input

@@ -8,8 +8,13 @@ Layers of the package, each ignorant of the ones above it:
   ``SlotMatcher``) and the Slot Attention baseline. No datasets.
 - ``cutslots.models``: encoders, decoders and the autoencoders trained in the paper.
 - ``cutslots.data``: synthetic scene generators and readers of the published datasets.
-- ``cutslots.metrics``: ARI, ARI-FG, mIoU, MSE.
-- ``cutslots.train`` / ``cutslots.experiments`` / ``cutslots.cli``: the edge.
+- ``cutslots.metrics``: metrics on arrays, no models: ``segmentation`` (ARI, ARI-FG, mIoU,
+  MSE) and ``tracking`` (slot tracks through clips, matching accuracy).
+- ``cutslots.plots``: the figures, as matplotlib ``Figure`` objects, and their PNG writer.
+- ``cutslots.train`` / ``cutslots.experiments`` / ``cutslots.cli``: the edge. In
+  ``experiments``: ``evaluation`` (a model on image datasets), ``inference`` (a model over
+  video clips), ``common`` (shared helpers) and one runner per experiment (``discovery``,
+  ``video``, ``cora_matching``, ``cut_fidelity``).
 """
 
 __version__ = "0.1.0"

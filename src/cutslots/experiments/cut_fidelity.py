@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cutslots.plots import cut_fidelity_figure, save_figure
 from cutslots.qp import GridCutQP
 from cutslots.qp.grid_graph import CutForm
 
@@ -292,34 +293,6 @@ def format_tables(records: list[dict[str, Any]], gamma: float) -> str:
     return "\n".join(lines)
 
 
-def save_figure(figure: dict[str, Any], path: Path) -> None:
-    """One row per image: photo, exact cut, relaxed ``p``, ``p`` thresholded at the midpoint
-    and at the sweep's best threshold. The ``p`` colour range is that of the unseeded pixels."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = figure["panels"]
-    titles = ("exact min cut", "relaxed p", "p > (p_s + p_t)/2", "best sweep level set")
-    fig, axes = plt.subplots(len(panels), 5, figsize=(12.5, 2.6 * len(panels)), squeeze=False)
-    for row, (name, photo, exact, p, p_s, p_t, sweep_seg, free) in zip(axes, panels):
-        row[0].imshow(photo.squeeze(-1) if photo.shape[-1] == 1 else photo, cmap="gray")
-        row[1].imshow(exact, cmap="gray")
-        im = row[2].imshow(p, cmap="viridis", vmin=p[free].min(), vmax=p[free].max())
-        fig.colorbar(im, ax=row[2], fraction=0.046)
-        row[3].imshow(p > (p_s + p_t) / 2, cmap="gray")
-        row[4].imshow(sweep_seg, cmap="gray")
-        for ax, title in zip(row, (name, *titles)):
-            ax.set_title(title, fontsize=9)
-            ax.axis("off")
-    title = f"{figure['size']} px, lambda = {figure['lambda']:g}, gamma = {figure['gamma']:g}, paper form"
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
-
 def _positive(kind: type) -> Any:
     def parse(text: str) -> Any:
         value = kind(text)
@@ -365,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(f"{args.out}.json").write_text(json.dumps(report, indent=1))
         Path(f"{args.out}.md").write_text(tables + "\n")
         if figure["panels"]:  # the figure shows the paper form
-            save_figure(figure, Path(f"{args.out}.png"))
+            save_figure(cut_fidelity_figure(figure), Path(f"{args.out}.png"), dpi=80)
     return 0
 
 

@@ -4,7 +4,7 @@
 ``evaluate_checkpoint(path, ...)`` is ``cutslots eval``. Outputs land in ``train.out_dir``:
 ``checkpoint.pt``, ``config.yaml``, ``scalars.csv`` + TensorBoard events, ``metrics.json``
 (one entry per evaluation set: decoder metrics, and the grouping's own metrics with its
-image dependence and static baseline, see :mod:`cutslots.evaluation`) and PNGs
+image dependence and static baseline, see :mod:`cutslots.experiments.evaluation`) and PNGs
 (``loss.png``, ``learning_curve.png`` when ``train.eval_every`` is set,
 ``decomposition_<set>.png``).
 
@@ -25,11 +25,11 @@ from torch.utils.data import Dataset, IterableDataset
 
 from cutslots.config import ExperimentConfig, save_config
 from cutslots.data.registry import build_dataset, eval_sets
-from cutslots.evaluation import evaluate, grouping_verdict
-from cutslots.figures import curve_figure, decomposition_figure, learning_curve_figure
-from cutslots.experiments.common import is_main, load_run, seed_everything
+from cutslots.experiments.common import eval_mode, is_main, load_run, seed_everything
+from cutslots.experiments.evaluation import evaluate, grouping_verdict
 from cutslots.models.autoencoder import SlotAutoencoder
 from cutslots.models.builders import build_autoencoder
+from cutslots.plots import curve_figure, decomposition_figure, learning_curve_figure, save_figure
 from cutslots.train.checkpoint import load_checkpoint
 from cutslots.train.loop import train
 
@@ -81,12 +81,12 @@ def training_curves(out_dir: Path) -> list[Path]:
     if "train/loss" not in curves:
         return []
     loss = {"train loss (MSE)": curves["train/loss"]}
-    figures = [curve_figure(loss, out_dir / "loss.png")]
+    figures = [save_figure(curve_figure(loss), out_dir / "loss.png")]
     sets = [name.split("/")[1] for name in curves if name.startswith("eval/") and name.endswith("/ari_fg")]
     evaluated = {f"{ds}: {legend}": curves[f"eval/{ds}/{key}"] for ds in sets
                  for key, legend in _CURVE_METRICS if f"eval/{ds}/{key}" in curves}
     if evaluated:
-        figures.append(learning_curve_figure(loss, evaluated, out_dir / "learning_curve.png"))
+        figures.append(save_figure(learning_curve_figure(loss, evaluated), out_dir / "learning_curve.png"))
     return figures
 
 
@@ -107,10 +107,9 @@ def final_report(
         if verdict is not None:
             metrics[name]["grouping_verdict"] = verdict
         batch = torch.stack([item["image"] for item in shown]).to(device)
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             out = model(batch)
-        figures.append(str(decomposition_figure(batch, out, out_dir / f"decomposition_{name}.png")))
+        figures.append(str(save_figure(decomposition_figure(batch, out), out_dir / f"decomposition_{name}.png")))
     figures += [str(f) for f in training_curves(out_dir)]
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return {"metrics": metrics, "figures": figures, "metrics_path": str(out_dir / "metrics.json")}
@@ -189,7 +188,7 @@ def format_table(metrics: Mapping[str, Mapping[str, Mapping[str, float]]]) -> st
 def format_grouping_table(metrics: Mapping[str, Mapping[str, Any]]) -> str | None:
     """The grouping's own metrics per set beside its references (None when no set has them):
     mIoU / ARI-FG of the grouping and of the static baseline in %, the image dependence, and
-    the verdict sentence of :func:`cutslots.evaluation.grouping_verdict`."""
+    the verdict sentence of :func:`cutslots.experiments.evaluation.grouping_verdict`."""
     rows = {name: m for name, m in metrics.items() if "grouping_ari_fg" in m}
     if not rows:
         return None

@@ -17,8 +17,9 @@ Data (``data.dataset``): ``"moving"`` or ``"movi_a"``, built by :mod:`cutslots.d
 to ``train.out_dir``: ``checkpoint.pt``, ``config.yaml``, ``scalars.csv``, ``metrics.json``,
 ``table2.txt`` (the paper's Table 2 layout; a second row scores the grouping masks, tracked
 with the same matchings), ``clip_strip.png`` (Fig. 5: per-track slot reconstructions over time),
-``far_pair.png`` (Fig. 6: frames 5 and 20 matched directly) and ``loss.png``. Tracking and
-the metrics are those of :mod:`cutslots.video_eval`.
+``far_pair.png`` (Fig. 6: frames 5 and 20 matched directly) and ``loss.png``. Clips are run
+through the models by :mod:`cutslots.experiments.inference`, tracked and scored by
+:mod:`cutslots.metrics.tracking`, drawn by :mod:`cutslots.plots`.
 """
 
 from __future__ import annotations
@@ -29,42 +30,32 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import matplotlib
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
-from torch.utils.data import DataLoader, Dataset, IterableDataset  # noqa: E402
-
-from cutslots.config import ExperimentConfig, save_config  # noqa: E402
-from cutslots.data.registry import VIDEO_DATASETS, Unit, build_video_dataset  # noqa: E402
-from cutslots.experiments.common import is_main, load_run, seed_everything  # noqa: E402
-from cutslots.experiments.discovery import training_curves  # noqa: E402
-from cutslots.evaluation import score_batches, upsample_masks  # noqa: E402
-from cutslots.figures import save_figure  # noqa: E402
-from cutslots.metrics import summarize  # noqa: E402
-from cutslots.models.frame_pair import FramePairAutoencoder  # noqa: E402
-from cutslots.models.builders import build_video_model  # noqa: E402
-from cutslots.train.checkpoint import load_checkpoint  # noqa: E402
-from cutslots.train.loop import CHECKPOINT_NAME, train  # noqa: E402
-from cutslots.video_eval import (  # noqa: E402
-    TABLE2_COLUMNS,
-    chain_identities,
+from cutslots.config import ExperimentConfig, save_config
+from cutslots.data.registry import VIDEO_DATASETS, Unit, build_video_dataset
+from cutslots.experiments.common import eval_mode, is_main, load_run, seed_everything
+from cutslots.experiments.discovery import training_curves
+from cutslots.experiments.evaluation import score_batches, upsample_masks
+from cutslots.experiments.inference import (
     collate_clips,
-    evaluate_tracks,
-    format_table2,
     frame_pair_tracks,
-    hard_links,
     inner_product_matchings,
     single_frame_tracks,
 )
+from cutslots.metrics import TABLE2_COLUMNS, ArrayLike, evaluate_tracks, summarize
+from cutslots.models.builders import build_video_model
+from cutslots.models.frame_pair import FramePairAutoencoder
+from cutslots.plots import clip_strip_figure, far_pair_figure, save_figure
+from cutslots.train.checkpoint import load_checkpoint
+from cutslots.train.loop import train
 
 log = logging.getLogger(__name__)
 
 FAR_PAIR = (5, 20)  # the frames of the paper's Fig. 6
-STRIP_FRAMES = 8  # at most this many (evenly spaced) frames in the clip strip
 METHOD_NAMES = {"cut": "Cut + matching", "slot_attention": "Slot Attention + Hungarian"}
 # The batch key each training unit feeds to the model (train's input_key).
 INPUT_KEYS = {"pairs": "frames", "frames": "image"}
@@ -82,12 +73,13 @@ def training_unit(model: nn.Module) -> Unit:
 def clip_outputs(model: nn.Module, video: Tensor) -> dict[str, Tensor]:
     """Track a clip: video (B, T, 3, H, W) -> "masks" (B, T, K, H, W), "matchings" (B, T-1, K, K),
     "slot_recons" (B, T, K, 3, H, W), "recon" (B, T, 3, H, W) and, when the grouping has masks,
-    "grouping_masks" (B, T, K, H, W) (:func:`~cutslots.evaluation.upsample_masks`, as for images),
-    each frame in its own slot order.
+    "grouping_masks" (B, T, K, H, W) (:func:`~cutslots.experiments.evaluation.upsample_masks`, as
+    for images), each frame in its own slot order.
 
-    Tracks come from :func:`~cutslots.video_eval.frame_pair_tracks` for a FramePairAutoencoder
-    and :func:`~cutslots.video_eval.single_frame_tracks` otherwise; the reconstructions are
-    captured from the one decoder call those make, so figures show exactly what was scored.
+    Tracks come from :func:`~cutslots.experiments.inference.frame_pair_tracks` for a
+    FramePairAutoencoder and :func:`~cutslots.experiments.inference.single_frame_tracks`
+    otherwise; the reconstructions are captured from the one decoder call those make, so
+    figures show exactly what was scored.
     """
     if not isinstance(getattr(model, "decoder", None), nn.Module):
         raise TypeError(f"model must have a .decoder module (a slot autoencoder), got {type(model).__name__}")
@@ -176,58 +168,6 @@ def far_pair_frames(num_frames: int) -> tuple[tuple[int, int], str | None]:
     )
 
 
-# ---------------------------------------------------------------------------- figures
-
-
-def _hwc(x: Tensor) -> np.ndarray:
-    return x.detach().cpu().float().clamp(0, 1).permute(1, 2, 0).numpy()
-
-
-def _slot_image(mask: Tensor, recon: Tensor) -> np.ndarray:
-    """A slot's masked reconstruction on white: mask (H, W), recon (3, H, W) -> (H, W, 3)."""
-    return _hwc(mask[None] * recon + (1 - mask[None]))
-
-
-def clip_strip_figure(video: Tensor, out: Mapping[str, Tensor], path: str | Path, title: str = "") -> Path:
-    """Paper Fig. 5 for one clip: frames, reconstructions, then one row per track with that
-    track's slot reconstruction in every frame (tracks: Hungarian links of ``out["matchings"]``)
-    and, when ``out`` has grouping masks, a row under it with the track's grouping mask.
-
-    video (T, 3, H, W); ``out``: :func:`clip_outputs` of this clip with the batch axis removed.
-    At most :data:`STRIP_FRAMES` evenly spaced frames are shown.
-    """
-    steps, slots = out["masks"].shape[:2]
-    grouping = out.get("grouping_masks")  # (T, K, H, W) or None
-    per_track = 1 if grouping is None else 2
-    # track_of[t, j]: track of frame t's slot j; its inverse gives each track's slot per frame.
-    track_of = chain_identities(hard_links(out["matchings"][None].cpu(), "hungarian"))[0]
-    slot_of_track = np.argsort(track_of, axis=1)
-    shown = np.unique(np.linspace(0, steps - 1, min(steps, STRIP_FRAMES)).round().astype(int))
-    rows = per_track * slots + 2
-    fig, axes = plt.subplots(rows, len(shown), figsize=(1.2 * len(shown), 1.2 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for col, t in enumerate(shown):
-        axes[0, col].imshow(_hwc(video[t]))
-        axes[0, col].set_title(f"t={t}", fontsize=8)
-        axes[1, col].imshow(_hwc(out["recon"][t]))
-        for k in range(slots):
-            j = slot_of_track[t, k]
-            row = 2 + per_track * k
-            axes[row, col].imshow(_slot_image(out["masks"][t, j].cpu(), out["slot_recons"][t, j].cpu()))
-            if grouping is not None:
-                axes[row + 1, col].imshow(grouping[t, j].cpu().numpy(), cmap="gray", vmin=0.0, vmax=1.0)
-    labels = ["frame", "recon"]
-    for k in range(slots):
-        labels += [f"track {k}"] + ([f"{k}: grouping"] if grouping is not None else [])
-    for row, label in enumerate(labels):
-        axes[row, 0].set_ylabel(label, fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    return save_figure(fig, path)
-
-
 @torch.no_grad()
 def far_pair_outputs(model: nn.Module, pair: Tensor) -> dict[str, Tensor]:
     """Decode two frames pair (2, 3, H, W) with the second frame's slots in the first's order:
@@ -237,9 +177,7 @@ def far_pair_outputs(model: nn.Module, pair: Tensor) -> dict[str, Tensor]:
     decodes each frame alone and orders frame 2's slots by the Hungarian matching of slot
     inner products.
     """
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         if isinstance(model, FramePairAutoencoder):
             out = model(pair[None])
             return {key: out[key][0] for key in ("recon", "slot_recons", "masks")}
@@ -250,30 +188,6 @@ def far_pair_outputs(model: nn.Module, pair: Tensor) -> dict[str, Tensor]:
             "slot_recons": torch.stack([out["slot_recons"][0], out["slot_recons"][1, partner]]),
             "masks": torch.stack([out["masks"][0], out["masks"][1, partner]]),
         }
-    finally:
-        model.train(was_training)
-
-
-def far_pair_figure(pair: Tensor, out: Mapping[str, Tensor], frames: tuple[int, int], path: str | Path,
-                    note: str | None = None) -> Path:
-    """Paper Fig. 6: two far-apart frames, one row each: image, reconstruction, then the matched
-    slots (column k of both rows is the same matched slot). pair (2, 3, H, W), ``out`` from
-    :func:`far_pair_outputs`."""
-    slots = out["masks"].shape[1]
-    fig, axes = plt.subplots(2, slots + 2, figsize=(1.2 * (slots + 2), 2.9 if note else 2.6), squeeze=False)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for row in range(2):
-        axes[row, 0].imshow(_hwc(pair[row]))
-        axes[row, 0].set_ylabel(f"frame {frames[row]}", fontsize=8)
-        axes[row, 1].imshow(_hwc(out["recon"][row]))
-        for k in range(slots):
-            axes[row, k + 2].imshow(_slot_image(out["masks"][row, k].cpu(), out["slot_recons"][row, k].cpu()))
-    for col, label in enumerate(["image", "recon"] + [f"slot {k}" for k in range(slots)]):
-        axes[0, col].set_title(label, fontsize=8)
-    fig.suptitle(f"frames {frames[0]} and {frames[1]}" + (f"\n({note})" if note else ""), fontsize=8)
-    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------- runs
@@ -306,6 +220,32 @@ def table2_rows(method: str, per_clip: Mapping[str, np.ndarray]) -> dict[str, di
     return rows
 
 
+def format_table2(results: Mapping[str, Mapping[str, ArrayLike]]) -> str:
+    """The paper's Table 2 layout: one row per method, columns ARI, ARI-FG, matching accuracy.
+
+    ``results``: {method: {"ari", "ari_fg", "matching_accuracy": per-clip (N,) arrays}} as
+    returned by :func:`~cutslots.metrics.tracking.evaluate_tracks` (concatenated over
+    batches). Cells are ``mean ± std`` over clips in percent; NaN clips are excluded (see
+    :func:`~cutslots.metrics.segmentation.summarize`).
+    """
+    if not isinstance(results, Mapping) or not results:
+        raise ValueError("results must be a non-empty mapping {method: {metric: per-clip values}}")
+    header = ["Method"] + [title for _, title in TABLE2_COLUMNS]
+    rows = []
+    for method, scores in results.items():
+        missing = [key for key, _ in TABLE2_COLUMNS if key not in scores]
+        if missing:
+            expected = [key for key, _ in TABLE2_COLUMNS]
+            raise ValueError(f"results[{method!r}] lacks {missing}; expected keys {expected}")
+        summary = summarize({key: scores[key] for key, _ in TABLE2_COLUMNS})
+        cells = [f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}" for s in summary.values()]
+        rows.append([str(method)] + cells)
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    lines = [" | ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header] + rows]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
 def video_report(
     model: nn.Module,
     clips: Dataset | Iterable[Mapping[str, Tensor]],
@@ -328,17 +268,12 @@ def video_report(
     result = evaluate_video(model, clips, batch_size, device, max_clips)
     far = evaluate_video(model, clips, batch_size, device, max_clips, frames=frames)
 
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         strip = clip_outputs(model, video[None])
-    finally:
-        model.train(was_training)
-    figures = [
-        clip_strip_figure(video, {k: v[0] for k, v in strip.items()}, out_dir / "clip_strip.png", method),
-        far_pair_figure(video[list(frames)], far_pair_outputs(model, video[list(frames)]), frames,
-                        out_dir / "far_pair.png", note),
-    ]
+    pair = video[list(frames)]
+    strip_fig = clip_strip_figure(video, {k: v[0] for k, v in strip.items()}, method)
+    far_fig = far_pair_figure(pair, far_pair_outputs(model, pair), frames, note)
+    figures = [save_figure(strip_fig, out_dir / "clip_strip.png"), save_figure(far_fig, out_dir / "far_pair.png")]
     figures += training_curves(out_dir)
 
     table = format_table2(table2_rows(method, result["per_clip"]))

@@ -67,7 +67,8 @@ def seed_everything(seed: int) -> None:
 
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """``model`` in eval mode for the block; its previous mode is restored, also on errors."""
+    """Run the block with ``model`` in eval mode, then give it back its previous train/eval
+    flag, also when the block raises (a caller mid-training must keep training)."""
     was_training = model.training
     model.eval()
     try:

@@ -14,22 +14,14 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-ArrayLike = np.ndarray | torch.Tensor
-
-
-def _to_numpy(x: object, name: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    if isinstance(x, np.ndarray):
-        return x
-    raise TypeError(f"{name} must be a numpy array or a torch tensor, got {type(x).__name__}")
+from cutslots.metrics.arrays import ArrayLike, as_array
 
 
 def _label_maps(true_labels: ArrayLike, pred_labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Validate two label maps and flatten them to int64 arrays of shape (B, N)."""
     maps = []
     for name, x in (("true_labels", true_labels), ("pred_labels", pred_labels)):
-        arr = _to_numpy(x, name)
+        arr = as_array(x, name)
         if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
             raise TypeError(f"{name} must hold integer labels, got dtype {arr.dtype}")
         if arr.ndim not in (3, 4):
@@ -140,7 +132,7 @@ def mse_per_image(images: ArrayLike, recons: ArrayLike) -> np.ndarray:
     """
     arrays = []
     for name, x in (("images", images), ("recons", recons)):
-        arr = _to_numpy(x, name)
+        arr = as_array(x, name)
         if not np.issubdtype(arr.dtype, np.floating):
             raise TypeError(f"{name} must be a floating-point array, got dtype {arr.dtype}")
         if arr.ndim != 4:
@@ -161,7 +153,7 @@ def masks_to_labels(masks: ArrayLike) -> ArrayLike:
 
     Returns int64 of the input's kind (numpy or torch); ties go to the lowest slot index.
     """
-    arr = _to_numpy(masks, "masks")
+    arr = as_array(masks, "masks")
     if arr.ndim not in (4, 5) or arr.shape[-3] == 0:
         raise ValueError(f"masks must have shape (B, K, H, W) or (B, T, K, H, W) with K >= 1, got {tuple(arr.shape)}")
     if not np.isfinite(arr).all():
@@ -180,7 +172,7 @@ def summarize(per_image: Mapping[str, ArrayLike]) -> dict[str, dict[str, float]]
     """
     summary: dict[str, dict[str, float]] = {}
     for name, values in per_image.items():
-        arr = _to_numpy(values, f"per_image[{name!r}]")
+        arr = as_array(values, f"per_image[{name!r}]")
         if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.number):
             raise ValueError(
                 f"per_image[{name!r}] must be a 1-D numeric array, got shape {arr.shape} dtype {arr.dtype}"

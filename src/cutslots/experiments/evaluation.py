@@ -24,15 +24,16 @@ A grouping whose ARI-FG does not beat its static baseline does not discover obje
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from cutslots.experiments.common import eval_mode
 from cutslots.metrics import ari, masks_to_labels, miou, mse_per_image, summarize
 
-METRICS = ("ari", "ari_fg", "miou", "mse")
 GROUPING_METRICS = ("grouping_ari", "grouping_ari_fg", "grouping_miou", "image_dependence",
                     "static_ari", "static_ari_fg", "static_miou")
 # Grouping ARI-FG must beat its static baseline by this much (in [0, 1]) to count as discovery.
@@ -86,11 +87,9 @@ def score_batches(
     """Run ``score(batch)`` (per-item metric arrays) over ``batches`` in eval mode, stopping
     after ``limit`` items (batches are cut to fit); returns the concatenated metrics and the
     item count. The model's train/eval mode is restored; no items raises ``empty_error``."""
-    was_training = model.training
-    model.eval()
     collected: dict[str, list[np.ndarray]] = {}
     seen = 0
-    try:
+    with eval_mode(model):
         for batch in batches:
             if limit is not None:
                 batch = {k: v[: limit - seen] for k, v in batch.items()}
@@ -99,8 +98,6 @@ def score_batches(
             seen += len(next(iter(batch.values())))
             if limit is not None and seen >= limit:
                 break
-    finally:
-        model.train(was_training)
     if seen == 0:
         raise ValueError(empty_error)
     return {k: np.concatenate(v) for k, v in collected.items()}, seen
