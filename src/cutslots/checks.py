@@ -36,10 +36,9 @@ def check_positive_int(name: str, value: object) -> None:
 
 def check_positive_float(name: str, value: object) -> float:
     """``value`` as a float; raise unless it is a finite number > 0."""
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not number or not math.isfinite(value) or value <= 0:  # type: ignore[arg-type]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)  # type: ignore[arg-type]
+    return float(value)
 
 
 def check_finite(name: str, tensor: Tensor) -> None:

@@ -51,13 +51,9 @@ def _as_tuple(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
+T = TypeVar("T")
 # A YAML list read as a tuple (strict mode accepts only real tuples): ``Tuple[float]``.
-class _TupleAlias:
-    def __getitem__(self, item: Any) -> Any:
-        return Annotated[tuple[item, ...], BeforeValidator(_as_tuple)]
-
-
-Tuple = _TupleAlias()
+Tuple = Annotated[tuple[T, ...], BeforeValidator(_as_tuple)]
 
 
 class Section(BaseModel):

@@ -51,7 +51,7 @@ def load_or_build(
     fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays, **{_KEY_ENTRY: np.array(key)})
+            np.savez(f, **arrays, **{_KEY_ENTRY: np.array(key)})  # type: ignore[arg-type]  # numpy stub: **kwds
         os.replace(tmp_name, path)
     except BaseException:
         os.unlink(tmp_name)

@@ -104,8 +104,8 @@ class ClevrWithMasks(IterableDataset):
         height, width, channels = IMAGE_SHAPE
         image = view.uint8_values("image", height * width * channels).reshape(IMAGE_SHAPE)
         masks = view.uint8_values("mask", NUM_ENTITIES * height * width)
-        masks = crop_box(torch.from_numpy(masks.reshape(NUM_ENTITIES, height, width)), CROP_BOX)
-        labels = masks.argmax(dim=0)  # ties and all-zero pixels go to the lower index (0)
+        cropped = crop_box(torch.from_numpy(masks.reshape(NUM_ENTITIES, height, width)), CROP_BOX)
+        labels = cropped.argmax(dim=0)  # ties and all-zero pixels go to the lower index (0)
         visibility = view.float_values("visibility", NUM_ENTITIES)
         return {
             "image": resize_image(crop_box(image_to_tensor(image), CROP_BOX), self.resolution),

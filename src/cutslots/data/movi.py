@@ -22,6 +22,7 @@ downstream (e.g. a shuffle buffer) if needed.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +32,7 @@ import torch
 from torch.utils.data import IterableDataset
 
 from cutslots.data.errors import DatasetFormatError, missing_dataset
-from cutslots.data.tfrecord_io import ExampleView, current_shard, iter_records
+from cutslots.data.tfrecord_io import ExampleView, Shard, current_shard, iter_records
 from cutslots.data.transforms import (
     center_crop,
     center_crop_size,
@@ -50,6 +51,12 @@ SOURCE_RESOLUTIONS = (128, 256)
 MODES = ("clip", "pairs")
 _SHARD = re.compile(r"movi_a-(?P<split>.+)\.tfrecord-(?P<i>\d{5})-of-(?P<n>\d{5})")
 
+
+
+def _owned(shard: Shard, offset: int, index: int) -> bool:
+    """Whether record ``index`` of a file whose first record is global record ``offset`` is
+    this worker's."""
+    return shard.owns(offset + index)
 
 class MoviA(IterableDataset):
     """Streams MOVi-A clips or frame pairs of one split.
@@ -125,7 +132,7 @@ class MoviA(IterableDataset):
         shard = current_shard()
         offset = 0  # global index of the current shard file's first record
         for path in self.shards:
-            records = iter_records(path, keep=lambda i, base=offset: shard.owns(base + i))
+            records = iter_records(path, keep=functools.partial(_owned, shard, offset))
             while True:
                 try:
                     local, data = next(records)

@@ -83,15 +83,16 @@ def build_dataset(data: DataConfig, split: str, variant: str | None = None) -> D
             max_objects=data.max_objects,
             seed=data.seed,
             cache_dir=data.cache_dir,
-            object_radius=data.object_radius,
+            object_radius=(data.object_radius[0], data.object_radius[1]),  # validated: [low, high]
         )
     if data.dataset == "clevr":
         return _clevr(data, split, variant, count, count_key)
     if variant not in clevrtex.VARIANTS:
         raise ValueError(f"data.variant: ClevrTex variants are {clevrtex.VARIANTS}, got {variant!r}")
     # outd has no split of its own: all of it is evaluation data.
+    assert data.root is not None  # DataConfig requires a root for clevrtex
     ds = ClevrTex(data.root, variant=variant, split=None if variant == "outd" else split,
-                  resolution=data.image_size)  # type: ignore[arg-type]
+                  resolution=data.image_size)
     if count is None:
         return ds
     if count > len(ds):
@@ -112,7 +113,8 @@ def _clevr(data: DataConfig, split: str, variant: str, count: int | None, count_
             raise ValueError(f"data.{count_key}: {count} records asked for, but CLEVR split "
                              f"{split!r} holds records [{start}, {end}) only")
         end = start + count
-    return ClevrWithMasks(data.root, split, data.image_size,  # type: ignore[arg-type]
+    assert data.root is not None  # DataConfig requires a root for clevr
+    return ClevrWithMasks(data.root, split, data.image_size,
                           splits={**CLEVR_SPLITS, split: (start, end)},
                           max_objects=CLEVR_VARIANTS[variant])
 
@@ -188,7 +190,7 @@ def build_video_dataset(data: DataConfig, split: Literal["train", "eval"], unit:
             seed=data.seed,
             variant=data.variant or "textured",
             cache_dir=data.cache_dir,
-            object_radius=data.object_radius,
+            object_radius=(data.object_radius[0], data.object_radius[1]),  # validated: [low, high]
         )
         if unit == "pairs":
             return FramePairs(videos)
@@ -199,8 +201,9 @@ def build_video_dataset(data: DataConfig, split: Literal["train", "eval"], unit:
         if split == "train" and data.num_train is not None:
             # A stream has no subset to pick without reading it; refuse rather than ignore.
             raise ValueError("data.num_train: must be null for movi_a (training streams the whole split)")
+        assert data.root is not None  # DataConfig requires a root for movi_a
         clips = MoviA(
-            data.root,  # type: ignore[arg-type]  # DataConfig requires a root for movi_a
+            data.root,
             split="train" if split == "train" else "validation",
             mode="pairs" if unit == "pairs" else "clip",
             source_resolution=128 if data.image_size <= 128 else 256,

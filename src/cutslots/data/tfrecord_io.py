@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Literal, Protocol
 
 import crc32c
 import numpy as np
@@ -123,7 +123,15 @@ def iter_records(
     return index
 
 
-def _read(f: BinaryIO, n: int, path: Path, index: int) -> bytes:
+class _Readable(Protocol):
+    """What the record reader needs of a plain or GZIP file."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+
+def _read(f: _Readable, n: int, path: Path, index: int) -> bytes:
     """Read up to ``n`` bytes (fewer only at end of file); GZIP damage names file/record."""
     try:
         return f.read(n)
@@ -131,7 +139,7 @@ def _read(f: BinaryIO, n: int, path: Path, index: int) -> bytes:
         raise DatasetFormatError(f"{path}: record {index}: damaged GZIP stream ({e})") from e
 
 
-def _skip(f: BinaryIO, n: int, seekable: bool, size: int, path: Path, index: int) -> None:
+def _skip(f: _Readable, n: int, seekable: bool, size: int, path: Path, index: int) -> None:
     if seekable:
         if f.seek(n, 1) > size:
             raise DatasetFormatError(f"{path}: record {index}: truncated record data")

@@ -32,7 +32,7 @@ def _size_pair(size: int | tuple[int, int]) -> tuple[int, int]:
     pair = (size, size) if isinstance(size, int) else tuple(size)
     if len(pair) != 2 or not all(isinstance(s, int) and s > 0 for s in pair):
         raise ValueError(f"size must be a positive int or (height, width) pair, got {size!r}")
-    return pair  # type: ignore[return-value]
+    return pair[0], pair[1]
 
 
 def center_crop_size(height: int, width: int, fraction: float) -> int:

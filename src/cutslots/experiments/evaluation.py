@@ -24,7 +24,7 @@ A grouping whose ARI-FG does not beat its static baseline does not discover obje
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -40,14 +40,14 @@ GROUPING_METRICS = ("grouping_ari", "grouping_ari_fg", "grouping_miou", "image_d
 DISCOVERY_MARGIN = 0.10
 
 
-def upsample_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def upsample_masks(masks: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Soft masks (N, K, h, w) -> (N, K, H, W), bilinearly; unchanged when already that size."""
     if tuple(masks.shape[-2:]) == tuple(size):
         return masks
-    return torch.nn.functional.interpolate(masks, size=size, mode="bilinear", align_corners=False)
+    return torch.nn.functional.interpolate(masks, size=(size[0], size[1]), mode="bilinear", align_corners=False)
 
 
-def predicted_labels(out: Mapping[str, torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+def predicted_labels(out: Mapping[str, torch.Tensor], size: Sequence[int]) -> torch.Tensor:
     """Argmax slot per pixel ``(B, H, W)`` from the decoder masks ``out["masks"]: (B, K, h, w)``."""
     return masks_to_labels(upsample_masks(out["masks"], size))
 

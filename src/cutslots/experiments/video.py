@@ -81,13 +81,16 @@ def clip_outputs(model: nn.Module, video: Tensor) -> dict[str, Tensor]:
     otherwise; the reconstructions are captured from the one decoder call those make, so
     figures show exactly what was scored.
     """
-    if not isinstance(getattr(model, "decoder", None), nn.Module):
+    decoder = getattr(model, "decoder", None)
+    if not isinstance(decoder, nn.Module):
         raise TypeError(f"model must have a .decoder module (a slot autoencoder), got {type(model).__name__}")
     decoded: list[tuple[Tensor, Tensor, Tensor]] = []
-    handle = model.decoder.register_forward_hook(lambda module, args, out: decoded.append(out))
+    handle = decoder.register_forward_hook(lambda module, args, out: decoded.append(out))
     try:
-        pairs = isinstance(model, FramePairAutoencoder)
-        tracks = frame_pair_tracks(model, video) if pairs else single_frame_tracks(model, video)
+        if isinstance(model, FramePairAutoencoder):
+            tracks = frame_pair_tracks(model, video)
+        else:
+            tracks = single_frame_tracks(model, video)
     finally:
         handle.remove()
     slot_recons, _, recon = decoded[-1]

@@ -9,6 +9,7 @@ one value per item, shape (B,).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import overload
 
 import numpy as np
 import torch
@@ -146,6 +147,14 @@ def mse_per_image(images: ArrayLike, recons: ArrayLike) -> np.ndarray:
     if x.min() < 0.0 or x.max() > 1.0:
         raise ValueError(f"images must lie in [0, 1], got range [{x.min()}, {x.max()}]")
     return ((x - y) ** 2).reshape(x.shape[0], -1).sum(axis=1)
+
+
+@overload
+def masks_to_labels(masks: torch.Tensor) -> torch.Tensor: ...
+
+
+@overload
+def masks_to_labels(masks: np.ndarray) -> np.ndarray: ...
 
 
 def masks_to_labels(masks: ArrayLike) -> ArrayLike:

@@ -63,7 +63,7 @@ class _StridedStem(nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(in_channels, out_channels, _STEM_KERNEL, padding=_STEM_KERNEL // 2)
 
-    def forward(self, x: Tensor, stride: int = 1) -> Tensor:  # type: ignore[override]
+    def forward(self, x: Tensor, stride: int = 1) -> Tensor:
         return F.conv2d(x, self.weight, self.bias, stride=stride, padding=self.padding)
 
 

@@ -235,13 +235,13 @@ def part_scores(
     init_scale: float,
 ) -> ParallelCuts | UnaryScores:
     """The scorer of a partition: :class:`ParallelCuts` for ``"cut"``, else the ablation."""
-    grid = dict(height=height, width=width, hidden=hidden, init_scale=init_scale)
     if relaxation == "cut":
-        return ParallelCuts(in_channels, num_cuts, gamma=gamma, weight_activation=weight_activation,
-                            form=form, engine=engine, **grid)
+        return ParallelCuts(in_channels, num_cuts, height=height, width=width, gamma=gamma, hidden=hidden,
+                            weight_activation=weight_activation, form=form, engine=engine, init_scale=init_scale)
     if relaxation not in RELAXATIONS:
         raise ValueError(f"relaxation must be one of {RELAXATIONS}, got {relaxation!r}")
-    return UnaryScores(in_channels, num_cuts, relaxation=relaxation, **grid)
+    return UnaryScores(in_channels, num_cuts, height=height, width=width, relaxation=relaxation, hidden=hidden,
+                       init_scale=init_scale)
 
 
 class KPartition(nn.Module):

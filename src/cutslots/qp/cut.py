@@ -70,6 +70,9 @@ class GridCutQP(torch.nn.Module):
         backend, cache_dir: passed to the sparse engine's factorization.
     """
 
+    _flat_valid: torch.Tensor  # (E,) flat indices of the grid's valid edge channels (sparse engine)
+    _d_cols: torch.Tensor  # (E,) their columns in the QP's variable vector
+
     def __init__(
         self,
         height: int,

@@ -28,7 +28,9 @@ import torch
 
 from cutslots.qp.factor import (
     Backend,
+    CholmodFactor,
     GramFactorization,
+    SuperLUFactor,
     TriangularFactor,
     WoodburyFactor,
     factorize_gram,
@@ -111,18 +113,19 @@ class _CupySolver:
 
         self.cupy = cupy
         factor = fact.factor
-        woodbury = isinstance(factor, WoodburyFactor)
-        base = factor.base if woodbury else factor
-        tri = base if isinstance(base, TriangularFactor) else base.triangular()  # type: ignore[union-attr]
+        woodbury = factor if isinstance(factor, WoodburyFactor) else None
+        base = woodbury.base if woodbury is not None else factor
+        assert isinstance(base, (SuperLUFactor, CholmodFactor, TriangularFactor)), type(base)
+        tri = base.triangular()
         with cupy.cuda.Device(device.index or 0):
             self.A, self.At = csp.csr_matrix(A), csp.csr_matrix(A.T.tocsr())
             self.L, self.U = csp.csr_matrix(tri.L), csp.csr_matrix(tri.U)
             self.pre, self.post = cupy.asarray(tri.pre), cupy.asarray(tri.post)
             self.unit_lower = tri.unit_lower
             self.correction = None
-            if woodbury:
+            if woodbury is not None:
                 # M^{-1} x = y - (W cap^{-1}) U^T y with y = S^{-1} x (see WoodburyFactor).
-                self.correction = (cupy.asarray(factor.correction), cupy.asarray(factor.U))
+                self.correction = (cupy.asarray(woodbury.correction), cupy.asarray(woodbury.U))
 
     def solve(self, rhs: Any) -> Any:
         from cupyx.scipy.sparse.linalg import spsolve_triangular

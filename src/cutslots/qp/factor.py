@@ -130,6 +130,9 @@ class TriangularFactor:
     post: np.ndarray
     unit_lower: bool
 
+    def triangular(self) -> TriangularFactor:
+        return self
+
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         y = spl.spsolve_triangular(self.L, rhs[self.pre], lower=True, unit_diagonal=self.unit_lower)
         w = spl.spsolve_triangular(self.U, y, lower=False)
@@ -149,7 +152,7 @@ class TriangularFactor:
             for name, mat in (("L", self.L), ("U", self.U)):
                 arrays[f"{name}_data"], arrays[f"{name}_indices"] = mat.data, mat.indices
                 arrays[f"{name}_indptr"], arrays[f"{name}_shape"] = mat.indptr, np.array(mat.shape)
-            np.savez(fh, **arrays)
+            np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy types **kwds as its bool flags
         os.replace(tmp, path)
 
     @classmethod
@@ -167,6 +170,10 @@ class TriangularFactor:
             return cls(mats[0], mats[1], f["pre"], f["post"], bool(f["unit_lower"]))
 
 
+# A factorization of S itself, with explicit triangular factors to hand to a cache or a GPU.
+DirectFactor = SuperLUFactor | CholmodFactor | TriangularFactor
+
+
 class WoodburyFactor:
     """``(S + U diag(signs) U^T)^{-1}`` from a factor of ``S`` and a dense ``U: (m, r)``.
 
@@ -174,7 +181,7 @@ class WoodburyFactor:
     placeholder diagonal put on rows left empty by the split (see :func:`factorize_gram`).
     """
 
-    def __init__(self, base: Factor, U: np.ndarray, signs: np.ndarray) -> None:
+    def __init__(self, base: DirectFactor, U: np.ndarray, signs: np.ndarray) -> None:
         self.base = base
         self.U = U
         W = base.solve(U)  # S^{-1} U, (m, r)
@@ -217,13 +224,13 @@ def matrix_hash(A: sp.spmatrix, *extra: object) -> str:
     return h.hexdigest()[:32]
 
 
-def _factor_sparse(S: sp.csc_matrix, backend: str) -> Factor:
+def _factor_sparse(S: sp.csc_matrix, backend: str) -> DirectFactor:
     if backend == "cholmod":
         return CholmodFactor(S)
     return SuperLUFactor(S)
 
 
-def resolve_backend(backend: str) -> str:
+def resolve_backend(backend: str) -> Literal["scipy", "cholmod"]:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "cholmod" and not cholmod_available():
@@ -233,7 +240,7 @@ def resolve_backend(backend: str) -> str:
         )
     if backend == "auto":
         return "cholmod" if cholmod_available() else "scipy"
-    return backend
+    return "cholmod" if backend == "cholmod" else "scipy"
 
 
 @dataclass
@@ -280,7 +287,7 @@ def factorize_gram(
     key = matrix_hash(A, backend, dense.tolist())
     cache_path = None if cache_dir is False else Path(cache_dir or default_cache_dir()) / f"{key}.npz"
     start = time.perf_counter()
-    base: Factor
+    base: DirectFactor
     if cache_path is not None and cache_path.exists():
         base = TriangularFactor.load(cache_path)
         log.info("loaded cached factorization of A A^T from %s", cache_path)
@@ -298,7 +305,7 @@ def factorize_gram(
         from_cache = False
         elapsed = time.perf_counter() - start
         if cache_path is not None and elapsed > cache_threshold_s:
-            base.triangular().save(cache_path)  # type: ignore[union-attr]
+            base.triangular().save(cache_path)
             log.info(
                 "factorization of A A^T took %.1f s; cached at %s (reused next time)",
                 elapsed,

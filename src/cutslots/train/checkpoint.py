@@ -84,7 +84,7 @@ def capture_rng_state() -> dict[str, Any]:
     Only the current device's CUDA state is taken: a DDP rank works on its own GPU, and
     querying every device would create a CUDA context on each of them from every rank.
     """
-    kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)  # type: ignore[misc]
+    kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
     state: dict[str, Any] = {
         "python": random.getstate(),
         # numpy's key array is stored as ints so the file stays loadable with weights_only.

@@ -298,7 +298,7 @@ def _update(net: nn.Module, model: nn.Module, images: torch.Tensor, optimizer: t
     out = net(images)
     if not isinstance(out, Mapping) or "recon" not in out:
         raise TypeError(f"model: forward must return a dict with 'recon', got {type(out).__name__}")
-    loss = model.loss(images, out)
+    loss = model.loss(images, out)  # type: ignore[operator]  # checked callable by train()
     if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
         raise TypeError(f"model.loss: expected a scalar tensor, got {loss!r}")
     loss_value = loss.item()
@@ -314,52 +314,81 @@ def _update(net: nn.Module, model: nn.Module, images: torch.Tensor, optimizer: t
     return loss_value, float(grad_norm)
 
 
-def _run(model: nn.Module, dataset: Dataset[dict[str, torch.Tensor]], config: TrainConfig,
-         eval_fn: EvalFn | None, resume: bool, experiment: ExperimentConfig | None,
-         ctx: DistContext, device: torch.device, input_key: str) -> TrainSummary:
-    out_dir = Path(config.out_dir)
-    ckpt_path = out_dir / CHECKPOINT_NAME
+@dataclass
+class _Run:
+    """The state of one training run, and the two things it does: a step and a checkpoint."""
+
+    model: nn.Module
+    net: nn.Module  # the model, DDP-wrapped under torchrun
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    sampler: InfiniteSampler | None  # None: a stream
+    at: _Position
+    config: TrainConfig
+    ctx: DistContext
+    device: torch.device
+    ckpt_path: Path
+    saved_config: dict[str, Any]
+
+    def step(self, batches: Iterator[Any], input_key: str) -> tuple[float, float]:
+        """One optimiser step on the next batch: returns (the lr it used, the gradient norm).
+        Its time, batch loading included, adds to ``at.clock``."""
+        started = time.perf_counter()
+        lr = self.optimizer.param_groups[0]["lr"]
+        images = _inputs(next(batches), input_key, self.device)
+        loss, grad_norm = _update(self.net, self.model, images, self.optimizer, self.config.grad_clip, self.at.step)
+        self.scheduler.step()
+        self.at.step += 1
+        self.at.window.append(loss)
+        self.at.clock += time.perf_counter() - started
+        return lr, grad_norm
+
+    def checkpoint(self) -> None:
+        """Collective (every rank): rank 0 stores each rank's RNG state and loss window."""
+        at, per_rank_batch = self.at, self.config.batch_size // self.ctx.world_size
+        states = all_gather_objects((capture_rng_state(), list(at.window)), self.ctx)
+        if self.ctx.is_main:
+            extra: dict[str, Any] = {"loss_windows": [w for _, w in states], "train_seconds": at.clock}
+            if self.sampler is not None:
+                extra["sampler"] = self.sampler.state_dict(at.step * per_rank_batch)
+            else:
+                extra["stream_batches"] = at.step - at.start_step + at.consumed
+            save_checkpoint(self.ckpt_path, self.model, step=at.step, optimizer=self.optimizer,
+                            scheduler=self.scheduler, config=self.saved_config,
+                            rng_states=[r for r, _ in states], extra=extra)
+        barrier(self.ctx)  # no rank goes on (or returns) before the checkpoint is on disk
+
+
+def _setup(model: nn.Module, dataset: Dataset[dict[str, torch.Tensor]], config: TrainConfig, resume: bool,
+           experiment: ExperimentConfig | None, ctx: DistContext, device: torch.device) -> tuple[_Run, DataLoader]:
+    ckpt_path = Path(config.out_dir) / CHECKPOINT_NAME
     _check_out_dir(ckpt_path, resume)
-    per_rank_batch = config.batch_size // ctx.world_size
     size = None if isinstance(dataset, IterableDataset) else len(dataset)  # type: ignore[arg-type]
     model.to(device).train()
     optimizer = make_optimizer(model, config.optimizer)
     scheduler = make_scheduler(optimizer, config)
     at, sampler = _start(ckpt_path, resume, model, optimizer, scheduler, config, ctx, size)
-    net = wrap_model(model, ctx, device)
-    loader = _loader(dataset, sampler, config, per_rank_batch, device)
     saved_config = to_dict(experiment) if experiment is not None else {"train": to_dict(config)}
+    run = _Run(model, wrap_model(model, ctx, device), optimizer, scheduler, sampler, at, config, ctx, device,
+               ckpt_path, saved_config)
+    return run, _loader(dataset, sampler, config, config.batch_size // ctx.world_size, device)
 
-    def checkpoint() -> None:
-        # Collective (every rank): rank 0 stores each rank's RNG state and loss window.
-        states = all_gather_objects((capture_rng_state(), list(at.window)), ctx)
-        if ctx.is_main:
-            extra: dict[str, Any] = {"loss_windows": [w for _, w in states], "train_seconds": at.clock}
-            if sampler is not None:
-                extra["sampler"] = sampler.state_dict(at.step * per_rank_batch)
-            else:
-                extra["stream_batches"] = at.step - at.start_step + at.consumed
-            save_checkpoint(ckpt_path, model, step=at.step, optimizer=optimizer, scheduler=scheduler,
-                            config=saved_config, rng_states=[r for r, _ in states], extra=extra)
-        barrier(ctx)  # no rank goes on (or returns) before the checkpoint is on disk
 
-    logger = RunLogger(out_dir, at.start_step, enabled=ctx.is_main)
+def _run(model: nn.Module, dataset: Dataset[dict[str, torch.Tensor]], config: TrainConfig,
+         eval_fn: EvalFn | None, resume: bool, experiment: ExperimentConfig | None,
+         ctx: DistContext, device: torch.device, input_key: str) -> TrainSummary:
+    run, loader = _setup(model, dataset, config, resume, experiment, ctx, device)
+    at = run.at
+    logger = RunLogger(Path(config.out_dir), at.start_step, enabled=ctx.is_main)
     bar = progress_bar(config.steps, at.start_step, enabled=ctx.is_main)
     metrics: dict[str, float] = {}
     interrupted = False
     try:
         with _GracefulStop() as stop:
-            batches = iter(loader) if sampler is not None else _Stream(loader, at.consumed)
+            batches = iter(loader) if run.sampler is not None else _Stream(loader, at.consumed)
             while at.step < config.steps:
-                started = time.perf_counter()
-                lr = optimizer.param_groups[0]["lr"]
-                images = _inputs(next(batches), input_key, device)
-                loss, grad_norm = _update(net, model, images, optimizer, config.grad_clip, at.step)
-                scheduler.step()
-                at.step += 1
-                at.window.append(loss)
+                lr, grad_norm = run.step(batches, input_key)
                 bar.update(1)
-                at.clock += time.perf_counter() - started
                 scalars = _scalars(at, config, ctx, device, lr, grad_norm, eval_fn, model)
                 if scalars:
                     logger.log(at.step, scalars)
@@ -369,16 +398,17 @@ def _run(model: nn.Module, dataset: Dataset[dict[str, torch.Tensor]], config: Tr
                 interrupted = any_rank(stop.requested, ctx, device)
                 if interrupted or at.step == config.steps or (
                         config.checkpoint_every and at.step % config.checkpoint_every == 0):
-                    checkpoint()
+                    run.checkpoint()
                 if interrupted:
                     if ctx.is_main:
-                        bar.write(f"signal received: stopped after step {at.step}, checkpoint written to {ckpt_path}")
+                        bar.write(f"signal received: stopped after step {at.step}, checkpoint written to "
+                                  f"{run.ckpt_path}")
                     break
     finally:
         bar.close()
         logger.close()
     return TrainSummary(step=at.step, start_step=at.start_step, interrupted=interrupted,
-                        checkpoint=ckpt_path, metrics=metrics)
+                        checkpoint=run.ckpt_path, metrics=metrics)
 
 
 def _scalars(at: _Position, config: TrainConfig, ctx: DistContext, device: torch.device, lr: float,
