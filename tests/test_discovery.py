@@ -129,6 +129,28 @@ def test_evaluate_checkpoint_reproduces_the_run(tmp_path, trained):
     assert [m["num_images"] for m in report["metrics"].values()] == [2, 2]
 
 
+# What cutslots 0.1 stored for tiny_config: the flat model section and train.lr.
+def flat_v01(raw: dict[str, Any]) -> dict[str, Any]:
+    model = {"kind": "cut", "num_slots": 3, "slot_dim": 8, "encoder_channels": 8, "decoder_channels": 8,
+             "partition_hidden": 8, "slot_attention_iters": 3, "matching_gamma": 1.0}
+    train = {k: v for k, v in raw["train"].items() if k != "optimizer"}
+    return {**raw, "model": model, "train": {**train, "lr": raw["train"]["optimizer"]["lr"]}}
+
+
+def test_checkpoints_of_version_0_1_evaluate_and_resume(tmp_path, trained):
+    payload = torch.load(trained["out"] / "checkpoint.pt", weights_only=True)
+    payload["config"] = flat_v01(tiny_config(trained["out"]))
+    old = tmp_path / "old" / "checkpoint.pt"
+    old.parent.mkdir()
+    torch.save(payload, old)
+    report = evaluate_checkpoint(old, out_dir=tmp_path / "eval")
+    assert report["metrics"] == trained["report"]["metrics"]
+    # Resuming an old run: its flat train section is the same schedule as the nested one.
+    raw = tiny_config(old.parent, steps=payload["step"] + 1)
+    assert cli.main(["train", "--config", str(write_yaml(tmp_path / "c.yaml", raw)), "--resume"]) == 0
+    assert torch.load(old, weights_only=True)["step"] == payload["step"] + 1
+
+
 def test_evaluate_checkpoint_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="checkpoint not found: .*nope.pt"):
         evaluate_checkpoint(tmp_path / "nope.pt")
