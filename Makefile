@@ -20,7 +20,11 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/cutslots demo
 
+# Lint, format and type checks first: CI enforces them with the tests.
 test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

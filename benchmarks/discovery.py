@@ -90,34 +90,48 @@ def gpu_recipe(out_dir: str) -> dict[str, Any]:
     raw["model"].update(num_slots=12, slot_dim=64, encoder={"channels": 64}, decoder={"channels": 64, "broadcast": 64})
     raw["model"]["grouping"]["hidden"] = 64
     raw["data"].update(image_size=64, num_train=10_000, num_eval=256, min_objects=2, max_objects=6)
-    raw["train"].update(batch_size=64, optimizer={"lr": 4e-4}, warmup_steps=500, decay_steps=10_000,
-                        eval_every=250, log_every=50, checkpoint_every=1000, device="cuda")
+    raw["train"].update(
+        batch_size=64,
+        optimizer={"lr": 4e-4},
+        warmup_steps=500,
+        decay_steps=10_000,
+        eval_every=250,
+        log_every=50,
+        checkpoint_every=1000,
+        device="cuda",
+    )
     return raw
 
 
 def dry_run(raw: dict[str, Any]) -> dict[str, Any]:
     """``raw`` shrunk to seconds on the CPU: 16 px, 3 slots, widths 8, 3 steps, 4 test images."""
     broadcast = min(16, raw["model"]["decoder"]["broadcast"])
-    raw["model"].update(num_slots=3, slot_dim=8, encoder={"channels": 8}, decoder={"channels": 8, "broadcast": broadcast})
+    raw["model"].update(
+        num_slots=3, slot_dim=8, encoder={"channels": 8}, decoder={"channels": 8, "broadcast": broadcast}
+    )
     raw["model"]["grouping"]["hidden"] = 8
     raw["data"].update(image_size=16, num_train=8, num_eval=4, min_objects=1, max_objects=2)
-    raw["train"].update(steps=3, batch_size=4, warmup_steps=0, eval_every=1, log_every=1,
-                        checkpoint_every=None, device="cpu")
+    raw["train"].update(
+        steps=3, batch_size=4, warmup_steps=0, eval_every=1, log_every=1, checkpoint_every=None, device="cpu"
+    )
     return raw
 
 
 RECIPES = {"cpu": cpu_recipe, "gpu": gpu_recipe}
 
 
-def run_config(recipe: str, train_set: str, model: str, seed: int, steps: int | None, out_dir: Path,
-               dry: bool = False) -> dict[str, Any]:
+def run_config(
+    recipe: str, train_set: str, model: str, seed: int, steps: int | None, out_dir: Path, dry: bool = False
+) -> dict[str, Any]:
     """``recipe`` trained on ``train_set`` with ``model``'s grouping and ``seed``."""
     raw = RECIPES[recipe](str(out_dir))
     if dry:
         raw = dry_run(raw)
     raw["name"] = f"bench-{recipe}-{train_set}-{model}-{seed}"
     changes = MODELS[model]
-    raw["model"]["grouping"] = {"kind": "slot_attention"} if changes is None else {**raw["model"]["grouping"], **changes}
+    raw["model"]["grouping"] = (
+        {"kind": "slot_attention"} if changes is None else {**raw["model"]["grouping"], **changes}
+    )
     raw["data"].update(variant=train_set, eval_variants=list(EVAL_SETS[train_set][1:]), seed=0)
     raw["train"]["seed"] = seed  # same data for every run; the seed varies the model
     if steps is not None:
@@ -138,16 +152,30 @@ def train_one(raw: dict[str, Any], train_set: str, model: str, seed: int, out_di
     wall = time.perf_counter() - start
     curves = read_scalars(out_dir)
     result = {
-        "config": raw, "train_set": train_set, "model": model, "seed": seed, "wall_s": wall,
+        "config": raw,
+        "train_set": train_set,
+        "model": model,
+        "seed": seed,
+        "wall_s": wall,
         "threads": torch.get_num_threads(),
-        "train_s": curves["train/seconds"][1][-1], "metrics": report["metrics"],
-        "curves": {name: curves[name] for name in curves
-                   if name == "train/seconds" or name.endswith(("/ari_fg", "/grouping_ari_fg", "/static_ari_fg"))},
+        "train_s": curves["train/seconds"][1][-1],
+        "metrics": report["metrics"],
+        "curves": {
+            name: curves[name]
+            for name in curves
+            if name == "train/seconds" or name.endswith(("/ari_fg", "/grouping_ari_fg", "/static_ari_fg"))
+        },
     }
     result_path.write_text(json.dumps(result, indent=1))
-    print(f"{train_set} {model} seed {seed}: {wall:.0f} s, " + ", ".join(
-        f"{name} ARI-FG {m['ari_fg']['mean']:.3f} / grouping {m.get('grouping_ari_fg', {}).get('mean', float('nan')):.3f}"
-        for name, m in report["metrics"].items()), flush=True)
+    print(
+        f"{train_set} {model} seed {seed}: {wall:.0f} s, "
+        + ", ".join(
+            f"{name} ARI-FG {m['ari_fg']['mean']:.3f} / grouping "
+            f"{m.get('grouping_ari_fg', {}).get('mean', float('nan')):.3f}"
+            for name, m in report["metrics"].items()
+        ),
+        flush=True,
+    )
     return result
 
 
@@ -197,17 +225,25 @@ def summarize_runs(results: list[dict[str, Any]]) -> dict[str, Any]:
     for train_set, models in summary.items():
         out[train_set] = {}
         for model, runs in models.items():
-            entry: dict[str, Any] = {"seeds": [r["seed"] for r in runs],
-                                     "train_s": statistics.mean(r["train_s"] for r in runs)}
+            entry: dict[str, Any] = {
+                "seeds": [r["seed"] for r in runs],
+                "train_s": statistics.mean(r["train_s"] for r in runs),
+            }
             for name in EVAL_SETS[train_set]:
                 metrics = [r["metrics"][name] for r in runs]
                 keys = [k for k in DECODER + GROUPING if k in metrics[0]]
-                entry[name] = {k: {"mean": statistics.mean(m[k]["mean"] for m in metrics),
-                                   "std": statistics.pstdev(m[k]["mean"] for m in metrics)} for k in keys}
+                entry[name] = {
+                    k: {
+                        "mean": statistics.mean(m[k]["mean"] for m in metrics),
+                        "std": statistics.pstdev(m[k]["mean"] for m in metrics),
+                    }
+                    for k in keys
+                }
                 if "grouping_ari_fg" in keys:
                     # Seeds whose grouping beats its own static baseline by the discovery margin.
                     entry[name]["seeds_discovering"] = sum(
-                        m["grouping_ari_fg"]["mean"] - m["static_ari_fg"]["mean"] >= DISCOVERY_MARGIN for m in metrics)
+                        m["grouping_ari_fg"]["mean"] - m["static_ari_fg"]["mean"] >= DISCOVERY_MARGIN for m in metrics
+                    )
             out[train_set][model] = entry
     return out
 
@@ -227,7 +263,8 @@ def render(summary: dict[str, Any], results: list[dict[str, Any]]) -> str:
         "",
         f"Recipe: `configs/demo.yaml` ({first['data']['image_size']} px, {first['model']['num_slots']} slots, "
         f"{first['data']['min_objects']}-{first['data']['max_objects']} objects, batch {first['train']['batch_size']}, "
-        f"{first['train']['steps']} steps, lr {first['train']['optimizer']['lr']}); mean ± std over seeds of the per-set means "
+        f"{first['train']['steps']} steps, lr {first['train']['optimizer']['lr']}); "
+        "mean ± std over seeds of the per-set means "
         f"({first['data']['num_eval']} test images per set). ARI-FG and mIoU in %. *Grouping*: the argmax of the "
         "k-partition (cut models) or of the attention (Slot Attention); *static*: every image given the "
         "dataset-mean grouping masks; *dependence*: mean |grouping masks - their dataset mean|. "
@@ -237,11 +274,14 @@ def render(summary: dict[str, Any], results: list[dict[str, Any]]) -> str:
     ]
     for train_set, models in summary.items():
         for name in EVAL_SETS[train_set]:
-            lines += [f"## Trained on `{train_set}`, evaluated on `{name}`", "",
-                      "| model | seeds | train time (s) | decoder ARI-FG | decoder mIoU | grouping ARI-FG | "
-                      "grouping mIoU | static ARI-FG | dependence | grouping vs static (means) | "
-                      "seeds beating static by 10 points |",
-                      "|---|---|---|---|---|---|---|---|---|---|---|"]
+            lines += [
+                f"## Trained on `{train_set}`, evaluated on `{name}`",
+                "",
+                "| model | seeds | train time (s) | decoder ARI-FG | decoder mIoU | grouping ARI-FG | "
+                "grouping mIoU | static ARI-FG | dependence | grouping vs static (means) | "
+                "seeds beating static by 10 points |",
+                "|---|---|---|---|---|---|---|---|---|---|---|",
+            ]
             for model, entry in models.items():
                 m = entry[name]
                 verdict = grouping_verdict(m) or "–"
@@ -249,7 +289,8 @@ def render(summary: dict[str, Any], results: list[dict[str, Any]]) -> str:
                     f"| {model} | {len(entry['seeds'])} | {entry['train_s']:.0f} | {_cell(m, 'ari_fg')} | "
                     f"{_cell(m, 'miou')} | {_cell(m, 'grouping_ari_fg')} | {_cell(m, 'grouping_miou')} | "
                     f"{_cell(m, 'static_ari_fg')} | {_cell(m, 'image_dependence', percent=False)} | "
-                    f"{verdict.split(':')[0]} | {m.get('seeds_discovering', '–')} of {len(entry['seeds'])} |")
+                    f"{verdict.split(':')[0]} | {m.get('seeds_discovering', '–')} of {len(entry['seeds'])} |"
+                )
             lines.append("")
     return "\n".join(lines)
 
@@ -277,13 +318,21 @@ def curves_by_model(results: list[dict[str, Any]], train_set: str) -> dict[str, 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train-sets", nargs="+", default=list(EVAL_SETS), choices=list(EVAL_SETS))
-    parser.add_argument("--models", nargs="+", default=["cut", "cut_identity", "cut_green_filter", "slot_attention"],
-                        choices=list(MODELS))
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["cut", "cut_identity", "cut_green_filter", "slot_attention"],
+        choices=list(MODELS),
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--recipe", choices=list(RECIPES), default="cpu")
-    parser.add_argument("--minutes", type=float, default=None,
-                        help="train each run for the steps that fit in this many minutes (measured)")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="train each run for the steps that fit in this many minutes (measured)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU, a few steps")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--work", type=Path, default=Path("runs/bench_discovery"))
@@ -311,8 +360,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.with_suffix(".json").write_text(json.dumps({"summary": summary, "runs": results}, indent=1))
     text = render(summary, results)
     args.out.with_suffix(".md").write_text(text)
-    save_figure(ari_time_figure({ts: curves_by_model(results, ts) for ts in summary}),
-                args.out.with_name(args.out.name + "_curves.png"))
+    save_figure(
+        ari_time_figure({ts: curves_by_model(results, ts) for ts in summary}),
+        args.out.with_name(args.out.name + "_curves.png"),
+    )
     for r in results:
         if r["seed"] == min(args.seeds):
             run_dir = args.work / r["train_set"] / f"{r['model']}_seed{r['seed']}"

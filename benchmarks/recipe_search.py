@@ -36,12 +36,35 @@ RESULTS = Path("benchmarks") / "results"
 # broadcast, position embedding in the cut, grid-mean slots, init scale 1), in the flat layout.
 BASE = {
     "name": "recipe-search",
-    "model": {"kind": "cut", "num_slots": 5, "slot_dim": 32, "encoder_channels": 32,
-              "decoder_channels": 32, "partition_hidden": 32},
-    "data": {"dataset": "synthetic", "variant": "textured", "image_size": 32, "num_train": 2000,
-             "num_eval": 200, "min_objects": 2, "max_objects": 3, "eval_variants": []},
-    "train": {"steps": 3000, "batch_size": 32, "lr": 1e-3, "warmup_steps": 50, "decay_steps": 2000,
-              "log_every": 10, "eval_every": 250, "checkpoint_every": 200, "device": "cpu"},
+    "model": {
+        "kind": "cut",
+        "num_slots": 5,
+        "slot_dim": 32,
+        "encoder_channels": 32,
+        "decoder_channels": 32,
+        "partition_hidden": 32,
+    },
+    "data": {
+        "dataset": "synthetic",
+        "variant": "textured",
+        "image_size": 32,
+        "num_train": 2000,
+        "num_eval": 200,
+        "min_objects": 2,
+        "max_objects": 3,
+        "eval_variants": [],
+    },
+    "train": {
+        "steps": 3000,
+        "batch_size": 32,
+        "lr": 1e-3,
+        "warmup_steps": 50,
+        "decay_steps": 2000,
+        "log_every": 10,
+        "eval_every": 250,
+        "checkpoint_every": 200,
+        "device": "cpu",
+    },
 }
 
 
@@ -71,14 +94,18 @@ def _pct(m: dict, key: str) -> str:
 
 
 def report(names: list[str]) -> None:
-    lines = ["# Recipe search: single runs of the demo recipe with overrides (synthetic `shapes`)", "",
-             "Each row is one run (seed 0) of `python benchmarks/recipe_search.py run NAME OVERRIDES`; metrics in %",
-             "on the run's test split (200 images), ARI-FG curve on 64 images every `train.eval_every` steps.",
-             "The runs here used one torch thread each, two at a time on the 2 cores: their training",
-             "seconds are not comparable with a run alone (the demo's).", "",
-             "| run | overrides | train s | decoder ARI-FG | decoder mIoU | grouping ARI-FG | static ARI-FG | "
-             "dependence | decoder ARI-FG over training (step: %) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Recipe search: single runs of the demo recipe with overrides (synthetic `shapes`)",
+        "",
+        "Each row is one run (seed 0) of `python benchmarks/recipe_search.py run NAME OVERRIDES`; metrics in %",
+        "on the run's test split (200 images), ARI-FG curve on 64 images every `train.eval_every` steps.",
+        "The runs here used one torch thread each, two at a time on the 2 cores: their training",
+        "seconds are not comparable with a run alone (the demo's).",
+        "",
+        "| run | overrides | train s | decoder ARI-FG | decoder mIoU | grouping ARI-FG | static ARI-FG | "
+        "dependence | decoder ARI-FG over training (step: %) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name in names:
         out_dir = WORK / name
         meta = json.loads((out_dir / "search.json").read_text())
@@ -86,14 +113,16 @@ def report(names: list[str]) -> None:
         wanted = to_dict(experiment_from_dict(search_config(Path(saved["train"]["out_dir"]), meta["overrides"])))
         if saved != {k: v for k, v in wanted.items() if k != "name"}:
             raise ValueError(f"{out_dir}: its config.yaml is not BASE with the overrides {meta['overrides']}")
-        (set_name, m), = meta["metrics"].items()
+        ((set_name, m),) = meta["metrics"].items()
         curves = read_scalars(out_dir)
         steps, values = curves.get(f"eval/{set_name}/ari_fg", ([], []))
         curve = ", ".join(f"{s}: {100 * v:.0f}" for s, v in zip(steps, values))
         dependence = f"{m['image_dependence']['mean']:.3f}" if "image_dependence" in m else "–"
-        lines.append(f"| {name} | `{' '.join(meta['overrides'])}` | {curves['train/seconds'][1][-1]:.0f} | "
-                     f"{_pct(m, 'ari_fg')} | {_pct(m, 'miou')} | {_pct(m, 'grouping_ari_fg')} | "
-                     f"{_pct(m, 'static_ari_fg')} | {dependence} | {curve} |")
+        lines.append(
+            f"| {name} | `{' '.join(meta['overrides'])}` | {curves['train/seconds'][1][-1]:.0f} | "
+            f"{_pct(m, 'ari_fg')} | {_pct(m, 'miou')} | {_pct(m, 'grouping_ari_fg')} | "
+            f"{_pct(m, 'static_ari_fg')} | {dependence} | {curve} |"
+        )
         for figure in (f"decomposition_{set_name}.png", "learning_curve.png"):
             if (out_dir / figure).is_file():
                 shutil.copy(out_dir / figure, RESULTS / f"recipe_search_{name}_{figure}")

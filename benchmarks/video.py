@@ -33,17 +33,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 import numpy as np
+import torch
 
 from cutslots.cli import demo_config
 from cutslots.config import CutGroupingConfig, ExperimentConfig, experiment_from_dict, to_dict
 from cutslots.data.registry import build_video_dataset
 from cutslots.experiments.common import seed_everything
 from cutslots.experiments.video import INPUT_KEYS, METHOD_NAMES, far_pair_frames, training_unit, video_report
-from cutslots.models.builders import build_video_model
 from cutslots.metrics import TABLE2_COLUMNS, evaluate_tracks
+from cutslots.models.builders import build_video_model
 from cutslots.train.loop import train
 
 RESULTS = Path("benchmarks") / "results"
@@ -57,17 +56,34 @@ def bench_config(kind: str, seed: int, steps: int, pairs: int, out_dir: Path, ca
     """The demo recipe on moving scenes; ``pairs`` frame pairs (= 2 * pairs single frames) per step."""
     demo = to_dict(demo_config(str(out_dir)))
     grouping = demo["model"]["grouping"] if kind == "cut" else {"kind": kind}
-    return experiment_from_dict({
-        "name": f"bench-video-{kind}-{seed}",
-        "model": {**demo["model"], "grouping": grouping},
-        "data": {"dataset": "moving", "variant": "shapes", "image_size": demo["data"]["image_size"],
-                 "num_train": 200, "num_eval": 32, "num_frames": 24, "min_objects": demo["data"]["min_objects"],
-                 "max_objects": demo["data"]["max_objects"], "cache_dir": str(cache_dir)},
-        "train": {**{key: demo["train"][key] for key in ("optimizer", "warmup_steps", "decay_steps")},
-                  "steps": steps, "batch_size": pairs if kind == "cut" else 2 * pairs, "log_every": 10,
-                  "eval_every": None, "checkpoint_every": None, "seed": seed,
-                  "out_dir": str(out_dir), "device": "cpu"},
-    })
+    return experiment_from_dict(
+        {
+            "name": f"bench-video-{kind}-{seed}",
+            "model": {**demo["model"], "grouping": grouping},
+            "data": {
+                "dataset": "moving",
+                "variant": "shapes",
+                "image_size": demo["data"]["image_size"],
+                "num_train": 200,
+                "num_eval": 32,
+                "num_frames": 24,
+                "min_objects": demo["data"]["min_objects"],
+                "max_objects": demo["data"]["max_objects"],
+                "cache_dir": str(cache_dir),
+            },
+            "train": {
+                **{key: demo["train"][key] for key in ("optimizer", "warmup_steps", "decay_steps")},
+                "steps": steps,
+                "batch_size": pairs if kind == "cut" else 2 * pairs,
+                "log_every": 10,
+                "eval_every": None,
+                "checkpoint_every": None,
+                "seed": seed,
+                "out_dir": str(out_dir),
+                "device": "cpu",
+            },
+        }
+    )
 
 
 def run_one(config: ExperimentConfig) -> dict[str, Any]:
@@ -80,8 +96,14 @@ def run_one(config: ExperimentConfig) -> dict[str, Any]:
     start = time.perf_counter()
     summary = train(model, train_set, config.train, experiment=config, input_key=INPUT_KEYS[unit])
     seconds = time.perf_counter() - start
-    report = video_report(model, clips, config.train.out_dir, METHOD_NAMES[config.model.grouping.kind],
-                          batch_size=4, max_clips=config.data.num_eval)
+    report = video_report(
+        model,
+        clips,
+        config.train.out_dir,
+        METHOD_NAMES[config.model.grouping.kind],
+        batch_size=4,
+        max_clips=config.data.num_eval,
+    )
     m = report["metrics"]
     return {
         "seed": config.train.seed,
@@ -113,8 +135,10 @@ def trivial_reference(config: ExperimentConfig, frames: tuple[int, int]) -> dict
             for key, value in evaluate_tracks(true, masks, links).items():
                 out[key].append(float(value[0]))
     # NaN-skipping means, as the runs' summaries (a clip without foreground has no ARI-FG).
-    return {**{key: float(np.nanmean(v)) for key, v in scores.items()},
-            **{f"far_{key}": float(np.nanmean(v)) for key, v in far.items()}}
+    return {
+        **{key: float(np.nanmean(v)) for key, v in scores.items()},
+        **{f"far_{key}": float(np.nanmean(v)) for key, v in far.items()},
+    }
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -124,11 +148,21 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def format_results(runs: dict[str, list[dict[str, Any]]], trivial: dict[str, float], setting: str) -> str:
     """Markdown: one row per method, mean ± std over seeds (in %), the final training MSE per
     frame and the step times; then the degenerate reference row."""
-    cols = [("ari", "ARI"), ("ari_fg", "ARI-FG"), ("matching_accuracy", "Matching acc."),
-            ("grouping_ari_fg", "grouping ARI-FG"), ("grouping_matching_accuracy", "grouping matching acc."),
-            ("far_ari_fg", "ARI-FG (5, 20)"), ("far_matching_accuracy", "Matching acc. (5, 20)")]
-    lines = [setting, "", "| method | " + " | ".join(title for _, title in cols)
-             + " | train MSE / frame | step (s) | train (s) |", "|---" * (len(cols) + 4) + "|"]
+    cols = [
+        ("ari", "ARI"),
+        ("ari_fg", "ARI-FG"),
+        ("matching_accuracy", "Matching acc."),
+        ("grouping_ari_fg", "grouping ARI-FG"),
+        ("grouping_matching_accuracy", "grouping matching acc."),
+        ("far_ari_fg", "ARI-FG (5, 20)"),
+        ("far_matching_accuracy", "Matching acc. (5, 20)"),
+    ]
+    lines = [
+        setting,
+        "",
+        "| method | " + " | ".join(title for _, title in cols) + " | train MSE / frame | step (s) | train (s) |",
+        "|---" * (len(cols) + 4) + "|",
+    ]
     for kind, records in runs.items():
         cells = []
         for key, _ in cols:
@@ -137,11 +171,16 @@ def format_results(runs: dict[str, list[dict[str, Any]]], trivial: dict[str, flo
         step = mean_std([r["step_seconds"] for r in records])
         train_s = statistics.fmean(r["train_seconds"] for r in records)
         mse = mean_std([r["train_mse"] for r in records])
-        lines.append(f"| {METHOD_NAMES[kind]} | " + " | ".join(cells)
-                     + f" | {mse[0]:.4f} ± {mse[1]:.4f} | {step[0]:.3f} ± {step[1]:.3f} | {train_s:.0f} |")
-    lines.append("| Reference: all pixels in one slot, identity links | "
-                 + " | ".join(f"{100 * trivial[key]:.1f}" if key in trivial else "-" for key, _ in cols)
-                 + " | - | - | - |")
+        lines.append(
+            f"| {METHOD_NAMES[kind]} | "
+            + " | ".join(cells)
+            + f" | {mse[0]:.4f} ± {mse[1]:.4f} | {step[0]:.3f} ± {step[1]:.3f} | {train_s:.0f} |"
+        )
+    lines.append(
+        "| Reference: all pixels in one slot, identity links | "
+        + " | ".join(f"{100 * trivial[key]:.1f}" if key in trivial else "-" for key, _ in cols)
+        + " | - | - | - |"
+    )
     return "\n".join(lines)
 
 
@@ -186,9 +225,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     table = format_results(runs, trivial, setting)
     print(table)
-    report = {"setting": setting, "steps": args.steps, "pairs_per_step": args.pairs, "seeds": args.seeds,
-              "threads": args.threads, "total_seconds": round(time.perf_counter() - start, 1), "runs": runs,
-              "trivial_reference": trivial}
+    report = {
+        "setting": setting,
+        "steps": args.steps,
+        "pairs_per_step": args.pairs,
+        "seeds": args.seeds,
+        "threads": args.threads,
+        "total_seconds": round(time.perf_counter() - start, 1),
+        "runs": runs,
+        "trivial_reference": trivial,
+    }
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
     args.out.with_suffix(".md").write_text(table + "\n")
     return 0

@@ -47,11 +47,9 @@ def clevr_scene(rng: np.random.Generator, num_objects: int) -> dict[str, np.ndar
     labels = label_map(rng, *CLEVR_HW, num_objects)
     ids = np.arange(CLEVR_ENTITIES)[:, None, None]
     mask = ((labels[None] == ids) * 255).astype(np.uint8)[..., None]  # (11, 240, 320, 1)
-    codes = {key: rng.integers(0, 4, CLEVR_ENTITIES, dtype=np.uint8) for key in
-             ("size", "material", "shape", "color")}
+    codes = {key: rng.integers(0, 4, CLEVR_ENTITIES, dtype=np.uint8) for key in ("size", "material", "shape", "color")}
     codes["color"][-1] = 0  # a trailing NUL byte: must survive parsing
-    floats = {key: rng.normal(size=CLEVR_ENTITIES).astype(np.float32) for key in
-              ("x", "y", "z", "rotation")}
+    floats = {key: rng.normal(size=CLEVR_ENTITIES).astype(np.float32) for key in ("x", "y", "z", "rotation")}
     return {
         "image": rng.integers(0, 256, (*CLEVR_HW, 3), dtype=np.uint8),
         "mask": mask,
@@ -107,12 +105,9 @@ def write_clevrtex(
         palette.putpalette(rng.integers(0, 256, 768, dtype=np.uint8).tolist())
         palette.save(f"{stem}_flat.png")
         objects = [
-            {"shape": "cube", "material": "PoliigonBricks01", "size": 1.0, "rotation": 0.0}
-            for _ in range(num_objects)
+            {"shape": "cube", "material": "PoliigonBricks01", "size": 1.0, "rotation": 0.0} for _ in range(num_objects)
         ]
-        Path(f"{stem}.json").write_text(
-            json.dumps({"ground_material": "PoliigonCarpet", "objects": objects})
-        )
+        Path(f"{stem}.json").write_text(json.dumps({"ground_material": "PoliigonCarpet", "objects": objects}))
         Image.fromarray(np.zeros(CLEVR_HW, np.uint16)).save(f"{stem}_depth_0001.png")
         written.append((render, flat))
     return written
@@ -121,9 +116,7 @@ def write_clevrtex(
 # ---------------------------------------------------------------- MOVi-A
 
 
-def movi_clip(
-    rng: np.random.Generator, frames: int, side: int, num_objects: int
-) -> tuple[np.ndarray, np.ndarray]:
+def movi_clip(rng: np.random.Generator, frames: int, side: int, num_objects: int) -> tuple[np.ndarray, np.ndarray]:
     """``video`` (T, S, S, 3) uint8 and ``segmentations`` (T, S, S) uint8 ids."""
     video = rng.integers(0, 256, (frames, side, side, 3), dtype=np.uint8)
     seg = np.stack([label_map(rng, side, side, num_objects) for _ in range(frames)])
@@ -144,9 +137,7 @@ def movi_example(video: np.ndarray, seg: np.ndarray) -> bytes:
     return example.SerializeToString()
 
 
-def write_movi_a(
-    root: Path, splits: dict[str, list[list[tuple[np.ndarray, np.ndarray]]]], side: int = 128
-) -> Path:
+def write_movi_a(root: Path, splits: dict[str, list[list[tuple[np.ndarray, np.ndarray]]]], side: int = 128) -> Path:
     """TFDS folder ``root/movi_a/<side>x<side>/1.0.0`` with ``dataset_info.json``,
     ``features.json`` and, per split, one uncompressed shard
     ``movi_a-<split>.tfrecord-NNNNN-of-MMMMM`` per list of ``(video, segmentations)`` clips."""
@@ -156,8 +147,7 @@ def write_movi_a(
         "name": "movi_a",
         "version": "1.0.0",
         "splits": [
-            {"name": split, "shardLengths": [str(len(shard)) for shard in shards]}
-            for split, shards in splits.items()
+            {"name": split, "shardLengths": [str(len(shard)) for shard in shards]} for split, shards in splits.items()
         ],
     }
     (folder / "dataset_info.json").write_text(json.dumps(info))

@@ -17,7 +17,9 @@ def dense_kkt(A: np.ndarray, b: np.ndarray, c: np.ndarray, gamma: float) -> np.n
     return np.linalg.solve(kkt, rhs)[:n].T
 
 
-def overfit_one_batch(model: torch.nn.Module, images: torch.Tensor, steps: int, lr: float = 3e-3) -> tuple[float, float, float]:
+def overfit_one_batch(
+    model: torch.nn.Module, images: torch.Tensor, steps: int, lr: float = 3e-3
+) -> tuple[float, float, float]:
     """Train ``model`` (forward -> dict, ``loss(images, out)``) on one batch with Adam.
 
     Returns the initial and final losses and the oracle baseline: the MSE of the best

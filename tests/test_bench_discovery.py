@@ -23,8 +23,22 @@ def bench():
 
 def test_dry_run_writes_tables_curves_and_figures_and_reuses_finished_runs(bench, tmp_path, capsys):
     work, out = tmp_path / "work", tmp_path / "results" / "disc"
-    args = ["--dry-run", "--train-sets", "shapes", "textured", "--models", "cut", "slot_attention",
-            "--seeds", "0", "1", "--work", str(work), "--out", str(out)]
+    args = [
+        "--dry-run",
+        "--train-sets",
+        "shapes",
+        "textured",
+        "--models",
+        "cut",
+        "slot_attention",
+        "--seeds",
+        "0",
+        "1",
+        "--work",
+        str(work),
+        "--out",
+        str(out),
+    ]
     assert bench.main(args) == 0
     report = json.loads(out.with_suffix(".json").read_text())
     runs = report["runs"]
@@ -38,14 +52,20 @@ def test_dry_run_writes_tables_curves_and_figures_and_reuses_finished_runs(bench
     cut = summary["textured"]["cut"]
     assert cut["seeds"] == [0, 1]
     for name in ("textured", "camo", "ood"):
-        values = [r["metrics"][name]["grouping_ari_fg"]["mean"] for r in runs
-                  if r["train_set"] == "textured" and r["model"] == "cut"]
+        values = [
+            r["metrics"][name]["grouping_ari_fg"]["mean"]
+            for r in runs
+            if r["train_set"] == "textured" and r["model"] == "cut"
+        ]
         assert cut[name]["grouping_ari_fg"]["mean"] == pytest.approx(sum(values) / 2)
     text = out.with_suffix(".md").read_text()
     assert "## Trained on `textured`, evaluated on `camo`" in text
     assert text.count("| slot_attention | 2 |") == 4  # one row per evaluated set
-    seeds_beating = [r["metrics"]["shapes"]["grouping_ari_fg"]["mean"] - r["metrics"]["shapes"]["static_ari_fg"]["mean"]
-                     >= 0.10 for r in runs if r["train_set"] == "shapes" and r["model"] == "cut"]
+    seeds_beating = [
+        r["metrics"]["shapes"]["grouping_ari_fg"]["mean"] - r["metrics"]["shapes"]["static_ari_fg"]["mean"] >= 0.10
+        for r in runs
+        if r["train_set"] == "shapes" and r["model"] == "cut"
+    ]
     assert summary["shapes"]["cut"]["shapes"]["seeds_discovering"] == sum(seeds_beating)
     shapes_section = text.split("## Trained on `textured`")[0]
     cut_row = next(line for line in shapes_section.splitlines() if line.startswith("| cut | 2 |"))

@@ -73,8 +73,7 @@ def _tfrecord_package_file(path: Path, n: int) -> list[bytes]:
 
 
 def test_masked_crc_and_framing_are_byte_exact(tmp_path: Path) -> None:
-    assert masked_crc32c(b"123456789") == int.from_bytes(
-        TFRecordWriter.masked_crc(b"123456789"), "little")
+    assert masked_crc32c(b"123456789") == int.from_bytes(TFRecordWriter.masked_crc(b"123456789"), "little")
     payloads = _tfrecord_package_file(tmp_path / "ref.tfrecord", 3)
     write_tfrecord(tmp_path / "ours.tfrecord", payloads)
     assert (tmp_path / "ours.tfrecord").read_bytes() == (tmp_path / "ref.tfrecord").read_bytes()
@@ -414,9 +413,7 @@ def movi(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
     return root, [clip for shard in shards for clip in shard]
 
 
-def _check_clip(
-    video: torch.Tensor, mask: torch.Tensor, clip: tuple[np.ndarray, np.ndarray]
-) -> None:
+def _check_clip(video: torch.Tensor, mask: torch.Tensor, clip: tuple[np.ndarray, np.ndarray]) -> None:
     frames, segmentations = clip
     assert video.shape == (len(frames), 3, R, R) and mask.dtype == torch.int64
     for t in range(len(frames)):

@@ -20,21 +20,36 @@ from cutslots.train.checkpoint import load_checkpoint
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
 
-pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
-                                reason="torch.distributed with gloo is not available")
+pytestmark = pytest.mark.skipif(
+    not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo is not available"
+)
 
 
 def torchrun(*args: str) -> None:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
     env.update(PYTHONPATH=str(SRC), OMP_NUM_THREADS="1")
     # Own session, so a timeout can kill torchrun with everything in its process group; the
     # ranks (own sessions, started by torchrun) end themselves through the script's watchdog.
     with subprocess.Popen(
-            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-             str(TESTS / "tiny_training.py"), *args],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            start_new_session=True) as proc:
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--standalone",
+            str(TESTS / "tiny_training.py"),
+            *args,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as proc:
         try:
             _, stderr = proc.communicate(timeout=tiny_training.WATCHDOG_S + 30)
         except subprocess.TimeoutExpired:
@@ -73,5 +88,4 @@ def test_two_ranks_equal_one_process_with_the_global_batch(tmp_path: Path) -> No
     assert len(counts) == 4 * steps and set(counts.values()) == {1}  # loss, lr, grad_norm, seconds
     ckpt = load_checkpoint(ddp_dir / "checkpoint.pt", tiny_training.TinyAutoencoder())
     assert ckpt.step == steps and len(ckpt.rng_states) == 2
-    assert ckpt.extra["sampler"] == {"seed": 0, "size": 24, "world_size": 2,
-                                     "consumed": steps * batch // 2}
+    assert ckpt.extra["sampler"] == {"seed": 0, "size": 24, "world_size": 2, "consumed": steps * batch // 2}

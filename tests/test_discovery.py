@@ -17,29 +17,50 @@ import yaml
 from PIL import Image
 
 from cutslots import cli
-from cutslots.config import ConfigError, experiment_from_dict, load_experiment, to_dict
+from cutslots.config import ConfigError, ExperimentConfig, experiment_from_dict, load_experiment, to_dict
 from cutslots.experiments.discovery import evaluate_checkpoint, format_report, format_table, run_experiment
-from cutslots.config import ExperimentConfig
 from cutslots.train.checkpoint import save_checkpoint
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 load_config = load_experiment
 config_from_dict = experiment_from_dict
 # Small enough for a couple of seconds per run, big enough that training moves the metrics.
-TINY_MODEL = {"num_slots": 3, "slot_dim": 8, "encoder": {"channels": 8}, "decoder": {"channels": 8},
-              "grouping": {"kind": "cut", "hidden": 8}}
+TINY_MODEL = {
+    "num_slots": 3,
+    "slot_dim": 8,
+    "encoder": {"channels": 8},
+    "decoder": {"channels": 8},
+    "grouping": {"kind": "cut", "hidden": 8},
+}
 
 
 def tiny_config(out_dir: Path, steps: int = 3, seed: int = 0) -> dict[str, Any]:
     return {
         "name": "tiny",
         "model": dict(TINY_MODEL),
-        "data": {"dataset": "synthetic", "variant": "textured", "image_size": 16, "num_train": 8,
-                 "num_eval": 4, "min_objects": 1, "max_objects": 2, "eval_variants": ["camo"]},
-        "train": {"steps": steps, "batch_size": 4, "optimizer": {"lr": 1e-2}, "warmup_steps": 0,
-                  "decay_steps": 10, "log_every": 1, "eval_every": None,
-                  "checkpoint_every": None, "out_dir": str(out_dir), "device": "cpu",
-                  "seed": seed},
+        "data": {
+            "dataset": "synthetic",
+            "variant": "textured",
+            "image_size": 16,
+            "num_train": 8,
+            "num_eval": 4,
+            "min_objects": 1,
+            "max_objects": 2,
+            "eval_variants": ["camo"],
+        },
+        "train": {
+            "steps": steps,
+            "batch_size": 4,
+            "optimizer": {"lr": 1e-2},
+            "warmup_steps": 0,
+            "decay_steps": 10,
+            "log_every": 1,
+            "eval_every": None,
+            "checkpoint_every": None,
+            "out_dir": str(out_dir),
+            "device": "cpu",
+            "seed": seed,
+        },
     }
 
 
@@ -88,7 +109,10 @@ def test_report_files_and_counts(trained):
         with Image.open(out / name) as img:
             assert img.format == "PNG" and img.width > 0
     assert sorted(Path(f).name for f in report["figures"]) == [
-        "decomposition_camo.png", "decomposition_textured.png", "loss.png"]
+        "decomposition_camo.png",
+        "decomposition_textured.png",
+        "loss.png",
+    ]
 
 
 def test_resume_continues_to_the_same_result(tmp_path):
@@ -104,8 +128,9 @@ def test_resume_continues_to_the_same_result(tmp_path):
     straight = torch.load(straight_dir / "checkpoint.pt", weights_only=True)
     for key, value in straight["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
-    assert json.loads((tmp_path / "split" / "metrics.json").read_text()) == \
-        json.loads((straight_dir / "metrics.json").read_text())
+    assert json.loads((tmp_path / "split" / "metrics.json").read_text()) == json.loads(
+        (straight_dir / "metrics.json").read_text()
+    )
 
 
 def test_resume_without_checkpoint_is_exit_2(tmp_path, capsys):
@@ -123,16 +148,25 @@ def test_evaluate_checkpoint_reproduces_the_run(tmp_path, trained):
     assert report["metrics"] == trained["report"]["metrics"]
     assert (tmp_path / "eval" / "metrics.json").is_file()
     # A run directory works as well as its checkpoint file, and data overrides apply.
-    report = evaluate_checkpoint(trained["out"], out_dir=tmp_path / "eval2",
-                                 overrides={"eval_variants": ["ood"], "num_eval": 2})
+    report = evaluate_checkpoint(
+        trained["out"], out_dir=tmp_path / "eval2", overrides={"eval_variants": ["ood"], "num_eval": 2}
+    )
     assert list(report["metrics"]) == ["textured", "ood"]
     assert [m["num_images"] for m in report["metrics"].values()] == [2, 2]
 
 
 # What cutslots 0.1 stored for tiny_config: the flat model section and train.lr.
 def flat_v01(raw: dict[str, Any]) -> dict[str, Any]:
-    model = {"kind": "cut", "num_slots": 3, "slot_dim": 8, "encoder_channels": 8, "decoder_channels": 8,
-             "partition_hidden": 8, "slot_attention_iters": 3, "matching_gamma": 1.0}
+    model = {
+        "kind": "cut",
+        "num_slots": 3,
+        "slot_dim": 8,
+        "encoder_channels": 8,
+        "decoder_channels": 8,
+        "partition_hidden": 8,
+        "slot_attention_iters": 3,
+        "matching_gamma": 1.0,
+    }
     train = {k: v for k, v in raw["train"].items() if k != "optimizer"}
     return {**raw, "model": model, "train": {**train, "lr": raw["train"]["optimizer"]["lr"]}}
 
@@ -234,10 +268,16 @@ def test_demo_writes_metrics_and_pngs(tmp_path, monkeypatch, capsys):
 
 def test_format_table_hand_computed():
     metrics = {
-        "full": {"miou": {"mean": 0.51234, "std": 0.1}, "ari_fg": {"mean": 0.9, "std": 0.0456},
-                 "mse": {"mean": 123.45, "std": 6.78}},
-        "camo": {"miou": {"mean": 0.0, "std": 0.0}, "ari_fg": {"mean": 1.0, "std": 0.0},
-                 "mse": {"mean": 0.04, "std": 0.06}},
+        "full": {
+            "miou": {"mean": 0.51234, "std": 0.1},
+            "ari_fg": {"mean": 0.9, "std": 0.0456},
+            "mse": {"mean": 123.45, "std": 6.78},
+        },
+        "camo": {
+            "miou": {"mean": 0.0, "std": 0.0},
+            "ari_fg": {"mean": 1.0, "std": 0.0},
+            "mse": {"mean": 0.04, "std": 0.06},
+        },
     }
     assert format_table(metrics).splitlines() == [
         "| set | mIoU (%) | ARI-FG (%) | MSE |",
@@ -248,11 +288,15 @@ def test_format_table_hand_computed():
 
 
 def test_format_report_adds_the_grouping_table_and_verdicts_hand_computed():
-    decoder = {"miou": {"mean": 0.5, "std": 0.1}, "ari_fg": {"mean": 0.9, "std": 0.0},
-               "mse": {"mean": 1.0, "std": 0.0}}
-    grouping = {"grouping_miou": {"mean": 0.25, "std": 0.05}, "grouping_ari_fg": {"mean": 0.6, "std": 0.1},
-                "static_miou": {"mean": 0.2, "std": 0.0}, "static_ari_fg": {"mean": 0.55, "std": 0.02},
-                "image_dependence": {"mean": 0.0421, "std": 0.0012}, "grouping_verdict": "not clearly ..."}
+    decoder = {"miou": {"mean": 0.5, "std": 0.1}, "ari_fg": {"mean": 0.9, "std": 0.0}, "mse": {"mean": 1.0, "std": 0.0}}
+    grouping = {
+        "grouping_miou": {"mean": 0.25, "std": 0.05},
+        "grouping_ari_fg": {"mean": 0.6, "std": 0.1},
+        "static_miou": {"mean": 0.2, "std": 0.0},
+        "static_ari_fg": {"mean": 0.55, "std": 0.02},
+        "image_dependence": {"mean": 0.0421, "std": 0.0012},
+        "grouping_verdict": "not clearly ...",
+    }
     assert format_report({"full": decoder}) == format_table({"full": decoder})
     report = format_report({"full": {**decoder, **grouping}}).splitlines()
     assert report[0] == "Decoder masks:" and report[1:4] == format_table({"full": decoder}).splitlines()
@@ -287,10 +331,8 @@ def test_paper_configs_need_a_root(name, dataset):
 
 def test_clevrtex_config_is_the_released_model():
     model = load_config(CONFIGS / "clevrtex.yaml", ["data.root=/x"]).model
-    assert (model.encoder.kind, model.num_slots, model.slot_dim, model.encoder.channels) == \
-        ("resnet", 12, 64, 100)
-    assert load_config(CONFIGS / "clevrtex.yaml", ["data.root=/x"]).data.eval_variants == \
-        ("outd", "camo")
+    assert (model.encoder.kind, model.num_slots, model.slot_dim, model.encoder.channels) == ("resnet", 12, 64, 100)
+    assert load_config(CONFIGS / "clevrtex.yaml", ["data.root=/x"]).data.eval_variants == ("outd", "camo")
 
 
 def test_demo_is_demo_yaml_and_synthetic_textured_its_recipe_on_textured():

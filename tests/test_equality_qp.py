@@ -98,7 +98,9 @@ def test_dependent_rows_raise(backend, threshold):
     A = random_constraints(5, 12, seed=2).tolil()
     A[4] = A[0] * 2.0 - A[1]
     with pytest.raises(DependentRowsError, match="dependent rows"):
-        EqualityQP(sp.csr_matrix(A), np.zeros(5), 1.0, backend=backend, cache_dir=False, dense_column_threshold=threshold)
+        EqualityQP(
+            sp.csr_matrix(A), np.zeros(5), 1.0, backend=backend, cache_dir=False, dense_column_threshold=threshold
+        )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -178,8 +180,13 @@ def _numpy_cupy(monkeypatch):
     cupyx_sparse.csr_matrix = sp.csr_matrix
     cupyx_linalg = types.ModuleType("cupyx.scipy.sparse.linalg")
     cupyx_linalg.spsolve_triangular = spl.spsolve_triangular
-    for name, mod in [("cupy", cupy), ("cupyx", cupyx), ("cupyx.scipy", cupyx_scipy),
-                      ("cupyx.scipy.sparse", cupyx_sparse), ("cupyx.scipy.sparse.linalg", cupyx_linalg)]:
+    for name, mod in [
+        ("cupy", cupy),
+        ("cupyx", cupyx),
+        ("cupyx.scipy", cupyx_scipy),
+        ("cupyx.scipy.sparse", cupyx_sparse),
+        ("cupyx.scipy.sparse.linalg", cupyx_linalg),
+    ]:
         monkeypatch.setitem(sys.modules, name, mod)
 
 

@@ -54,8 +54,15 @@ class Lookup(nn.Module):
 
 def hungarian_miou(true: np.ndarray, pred: np.ndarray, num_segments: int) -> float:
     true_ids = np.unique(true)
-    iou = np.array([[np.logical_and(true == t, pred == p).sum() / np.logical_or(true == t, pred == p).sum()
-                     for p in range(num_segments)] for t in true_ids])
+    iou = np.array(
+        [
+            [
+                np.logical_and(true == t, pred == p).sum() / np.logical_or(true == t, pred == p).sum()
+                for p in range(num_segments)
+            ]
+            for t in true_ids
+        ]
+    )
     rows, cols = linear_sum_assignment(-iou)
     return iou[rows, cols].sum() / len(true_ids)
 
@@ -83,7 +90,9 @@ def test_grouping_metrics_static_baseline_and_image_dependence_against_numpy_and
     static = mean.argmax(0)
     for i in range(N):
         assert per["grouping_ari_fg"][i] == pytest.approx(sklearn_fg(true[i], labels[i]), abs=1e-12)
-        assert per["grouping_ari"][i] == pytest.approx(adjusted_rand_score(true[i].ravel(), labels[i].ravel()), abs=1e-12)
+        assert per["grouping_ari"][i] == pytest.approx(
+            adjusted_rand_score(true[i].ravel(), labels[i].ravel()), abs=1e-12
+        )
         assert per["grouping_miou"][i] == pytest.approx(hungarian_miou(true[i], labels[i], K), abs=1e-12)
         assert per["static_ari_fg"][i] == pytest.approx(sklearn_fg(true[i], static), abs=1e-12)
         assert per["static_miou"][i] == pytest.approx(hungarian_miou(true[i], static, K), abs=1e-12)
@@ -116,8 +125,9 @@ def test_noisy_grouping_gets_the_same_draws_in_both_passes_and_leaves_the_rng_al
     first, second = torch.cat(model.seen[:2]), torch.cat(model.seen[2:])
     assert first.shape[0] == 5 and torch.equal(first, second)
     mean = first.double().mean(0)
-    np.testing.assert_allclose(result["per_image"]["image_dependence"],
-                               (first.double() - mean).abs().mean(dim=(1, 2, 3)).numpy(), rtol=1e-9)
+    np.testing.assert_allclose(
+        result["per_image"]["image_dependence"], (first.double() - mean).abs().mean(dim=(1, 2, 3)).numpy(), rtol=1e-9
+    )
 
 
 def test_models_without_grouping_masks_get_decoder_metrics_only():
@@ -133,12 +143,15 @@ def test_models_without_grouping_masks_get_decoder_metrics_only():
     assert grouping_verdict(result["summary"]) is None
 
 
-@pytest.mark.parametrize("grouping, static, start", [
-    (0.40, 0.45, "not discovering objects: grouping ARI-FG 40.0 % vs 45.0 %"),
-    (0.45, 0.45, "not discovering objects"),
-    (0.50, 0.45, "not clearly discovering objects: grouping ARI-FG 50.0 % vs 45.0 %"),
-    (0.45 + DISCOVERY_MARGIN + 0.01, 0.45, "beats its static baseline by 11.0 points"),
-])
+@pytest.mark.parametrize(
+    "grouping, static, start",
+    [
+        (0.40, 0.45, "not discovering objects: grouping ARI-FG 40.0 % vs 45.0 %"),
+        (0.45, 0.45, "not discovering objects"),
+        (0.50, 0.45, "not clearly discovering objects: grouping ARI-FG 50.0 % vs 45.0 %"),
+        (0.45 + DISCOVERY_MARGIN + 0.01, 0.45, "beats its static baseline by 11.0 points"),
+    ],
+)
 def test_grouping_verdict_hand_cases(grouping, static, start):
     summary = {"grouping_ari_fg": {"mean": grouping}, "static_ari_fg": {"mean": static}}
     assert grouping_verdict(summary).startswith(start)

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from cutslots.nn.grouping import SlotAttentionGrouping
 from cutslots.models.decoder import SpatialBroadcastDecoder
 from cutslots.models.encoders import CNNEncoder
 from cutslots.models.frame_pair import FramePairAutoencoder
+from cutslots.nn.grouping import SlotAttentionGrouping
 from cutslots.nn.matcher import SlotMatcher
 
 COLOURS = torch.eye(3)  # band k of a frame is pure red / green / blue
@@ -40,7 +40,10 @@ def _band_frames(orders: list[list[int]]) -> Tensor:
 def _band_model() -> FramePairAutoencoder:
     torch.manual_seed(0)
     return FramePairAutoencoder(
-        nn.Identity(), BandGrouping(), SpatialBroadcastDecoder(3, out_size=12, broadcast=3, channels=8), matcher=SlotMatcher(3, 3, gamma=1.0, temperature=0.01),
+        nn.Identity(),
+        BandGrouping(),
+        SpatialBroadcastDecoder(3, out_size=12, broadcast=3, channels=8),
+        matcher=SlotMatcher(3, 3, gamma=1.0, temperature=0.01),
     )
 
 
@@ -49,7 +52,8 @@ def _tiny_model(num_slots: int = 3, dim: int = 8) -> FramePairAutoencoder:
     return FramePairAutoencoder(
         CNNEncoder(channels=8, out_size=8),
         SlotAttentionGrouping(8, num_slots, slot_dim=dim, iters=2, resolution=(8, 8), hidden_dim=16),
-        SpatialBroadcastDecoder(dim, out_size=16, broadcast=4, channels=8), matcher=SlotMatcher(num_slots, dim, gamma=1.0, temperature=0.2),
+        SpatialBroadcastDecoder(dim, out_size=16, broadcast=4, channels=8),
+        matcher=SlotMatcher(num_slots, dim, gamma=1.0, temperature=0.2),
     )
 
 
@@ -152,6 +156,8 @@ def test_bad_input_errors() -> None:
     with pytest.raises(TypeError, match="matcher must be a SlotMatcher"):
         FramePairAutoencoder(nn.Identity(), BandGrouping(), nn.Identity(), matcher=nn.Identity())  # type: ignore[arg-type]
     # Grouping slots (B, 3, 3) do not fit a matcher built for 4 slots of dimension 3.
-    wrong = FramePairAutoencoder(nn.Identity(), BandGrouping(), nn.Identity(), matcher=SlotMatcher(4, 3, gamma=1.0, temperature=1.0))
+    wrong = FramePairAutoencoder(
+        nn.Identity(), BandGrouping(), nn.Identity(), matcher=SlotMatcher(4, 3, gamma=1.0, temperature=1.0)
+    )
     with pytest.raises(ValueError, match=r"s \(1, 3, 3\) and t \(1, 3, 3\)"):
         wrong(frames)

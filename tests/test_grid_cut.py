@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from cutslots.qp import GridCutQP, build_grid_cut_graph
-from cutslots.qp import cut_closed_form
+from cutslots.qp import GridCutQP, build_grid_cut_graph, cut_closed_form
 from cutslots.qp.grid_graph import edge_exists
 from oracles import dense_kkt
 

@@ -23,14 +23,29 @@ TINY = {"slot_dim": 8, "encoder": {"channels": 8}, "decoder": {"channels": 8}}
 
 
 def tiny_model(kind: str, encoder: str = "cnn", **grouping: object) -> ModelConfig:
-    return ModelConfig(**{**TINY, "num_slots": 3, "encoder": {"kind": encoder, "channels": 8},
-                          "grouping": {"kind": kind, "mlp_hidden": 16, **grouping}})
+    return ModelConfig(
+        **{
+            **TINY,
+            "num_slots": 3,
+            "encoder": {"kind": encoder, "channels": 8},
+            "grouping": {"kind": kind, "mlp_hidden": 16, **grouping},
+        }
+    )
 
 
 def _grouping(background_slot: bool, k: int = 3, seed: int = 0) -> CutSlotGrouping:
     torch.manual_seed(seed)
-    return CutSlotGrouping(C, k, slot_dim=7, height=H, width=W, gamma=0.5, background_slot=background_slot,
-                           partition_hidden=8, mlp_hidden=16)
+    return CutSlotGrouping(
+        C,
+        k,
+        slot_dim=7,
+        height=H,
+        width=W,
+        gamma=0.5,
+        background_slot=background_slot,
+        partition_hidden=8,
+        mlp_hidden=16,
+    )
 
 
 def _features(batch: int = 2) -> Tensor:
@@ -179,7 +194,9 @@ def test_grouping_rejects_features_off_its_grid() -> None:
     grouping = _grouping(True)
     with pytest.raises(ValueError, match=rf"features.*\(B, {C}, {H}, {W}\)"):
         grouping(torch.randn(1, C, W, H))
-    model = SlotAutoencoder(CNNEncoder(C, 8), grouping, SpatialBroadcastDecoder(7, out_size=16, broadcast=8, channels=4))
+    model = SlotAutoencoder(
+        CNNEncoder(C, 8), grouping, SpatialBroadcastDecoder(7, out_size=16, broadcast=8, channels=4)
+    )
     with pytest.raises(ValueError, match="features"):
         model(torch.rand(1, 3, 16, 16))
 
@@ -187,8 +204,9 @@ def test_grouping_rejects_features_off_its_grid() -> None:
 @pytest.mark.parametrize("use", ["none", "pool_only"])
 def test_without_position_in_the_cut_the_partition_sees_the_raw_features(use: str) -> None:
     torch.manual_seed(0)
-    grouping = CutSlotGrouping(C, 3, slot_dim=7, height=H, width=W, gamma=0.5, partition_hidden=8, mlp_hidden=16,
-                               position_embedding=use)
+    grouping = CutSlotGrouping(
+        C, 3, slot_dim=7, height=H, width=W, gamma=0.5, partition_hidden=8, mlp_hidden=16, position_embedding=use
+    )
     assert any("position" in name for name, _ in grouping.named_parameters()) == (use == "pool_only")
     features = _features()
     if use == "pool_only":

@@ -90,7 +90,9 @@ def test_single_frame_baseline_tracks_band_colours() -> None:
 
 
 def test_frame_pair_model_tracks_band_colours_with_masks_in_each_frames_order() -> None:
-    model = FramePairAutoencoder(nn.Identity(), BandGrouping(), _decoder(), matcher=SlotMatcher(3, 3, gamma=1.0, temperature=0.01))
+    model = FramePairAutoencoder(
+        nn.Identity(), BandGrouping(), _decoder(), matcher=SlotMatcher(3, 3, gamma=1.0, temperature=0.01)
+    )
     tracks = frame_pair_tracks(model, _band_video())
     masks = tracks.masks
     assert masks.shape == (1, 4, 3, 12, 12) and tracks.matchings.shape == (1, 3, 3, 3)

@@ -192,7 +192,10 @@ def test_summarize_excludes_and_counts_nans() -> None:
     values = np.array([0.5, np.nan, 1.0, 0.0, np.nan])
     summary = summarize({"ari_fg": values, "all_nan": np.full(2, np.nan), "mse": torch.tensor([1.0, 3.0])})
     assert summary["ari_fg"] == {
-        "mean": pytest.approx(np.nanmean(values)), "std": pytest.approx(np.nanstd(values)), "n": 3, "n_nan": 2
+        "mean": pytest.approx(np.nanmean(values)),
+        "std": pytest.approx(np.nanstd(values)),
+        "n": 3,
+        "n_nan": 2,
     }
     assert math.isnan(summary["all_nan"]["mean"]) and summary["all_nan"]["n"] == 0
     assert summary["mse"]["mean"] == pytest.approx(2.0) and summary["mse"]["n_nan"] == 0

@@ -10,12 +10,11 @@ from sklearn.metrics import mean_squared_error
 from torch import Tensor, nn
 
 from cutslots.models.autoencoder import SlotAutoencoder
-from cutslots.nn.grouping import SlotAttentionGrouping
 from cutslots.models.decoder import SpatialBroadcastDecoder
 from cutslots.models.encoders import CNNEncoder, ResNetEncoder
+from cutslots.nn.grouping import SlotAttentionGrouping
 from cutslots.nn.position import LearnedPositionEmbedding, SoftPositionEmbed, build_grid
 from oracles import overfit_one_batch, two_scenes
-
 
 # ---------------------------------------------------------------- position embeddings
 
@@ -42,9 +41,7 @@ def test_soft_position_embed_adds_projected_grid() -> None:
         out = embed(features)
     xs = np.array([0, 1 / 3, 2 / 3, 1])
     ys = np.array([0, 0.5, 1])
-    np.testing.assert_allclose(
-        (out - features)[:, 0].numpy(), np.broadcast_to(xs + 1, (2, 3, 4)), atol=1e-6
-    )
+    np.testing.assert_allclose((out - features)[:, 0].numpy(), np.broadcast_to(xs + 1, (2, 3, 4)), atol=1e-6)
     np.testing.assert_allclose(
         (out - features)[:, 1].numpy(), np.broadcast_to(2 * (1 - ys)[:, None], (2, 3, 4)), atol=1e-6
     )
@@ -119,9 +116,7 @@ def test_resnet_encoder_structure() -> None:
         (torch.rand(1, 3, 256, 256), "images.*256x256"),
     ],
 )
-def test_encoders_reject_bad_images(
-    encoder_cls: type[nn.Module], images: Tensor, match: str
-) -> None:
+def test_encoders_reject_bad_images(encoder_cls: type[nn.Module], images: Tensor, match: str) -> None:
     enc = encoder_cls(4, out_size=32) if encoder_cls is CNNEncoder else encoder_cls(4, 1, 32)
     with pytest.raises(ValueError, match=match):
         enc(images)
@@ -136,12 +131,14 @@ def test_encoder_accepts_rounding_noise_outside_unit_range() -> None:
 # ---------------------------------------------------------------- decoder
 
 
-@pytest.mark.parametrize(("out_size", "broadcast", "hidden_layers"),
-                         [(32, 8, 1), (64, 8, 1), (128, 8, 1), (32, 32, 1), (32, 32, 3)])
+@pytest.mark.parametrize(
+    ("out_size", "broadcast", "hidden_layers"), [(32, 8, 1), (64, 8, 1), (128, 8, 1), (32, 32, 1), (32, 32, 3)]
+)
 def test_decoder_shapes_and_masks(out_size: int, broadcast: int, hidden_layers: int) -> None:
     torch.manual_seed(0)
-    dec = SpatialBroadcastDecoder(slot_dim=6, out_size=out_size, broadcast=broadcast, channels=4,
-                                  hidden_layers=hidden_layers)
+    dec = SpatialBroadcastDecoder(
+        slot_dim=6, out_size=out_size, broadcast=broadcast, channels=4, hidden_layers=hidden_layers
+    )
     convs = [m for m in dec.net if isinstance(m, nn.ConvTranspose2d)]
     strided = [m for m in convs if m.stride == (2, 2)]
     assert len(strided) == int(np.log2(out_size // broadcast))  # one doubling per factor 2
@@ -236,7 +233,7 @@ class _PooledGrouping(nn.Module):
         self.extra = extra or {}
 
     def forward(self, features: Tensor) -> dict[str, Tensor]:
-        b, c, h, w = features.shape
+        b, _, h, w = features.shape
         masks = torch.zeros(b, self.num_slots, h, w)
         for k, cols in enumerate(torch.arange(w).chunk(self.num_slots)):
             masks[:, k, :, cols] = 1.0

@@ -19,9 +19,9 @@ def test_video_format_and_ids() -> None:
         video, mask = item["video"], item["mask"]
         assert video.dtype == torch.float32 and video.shape == (10, 3, 32, 32)
         assert mask.dtype == torch.int64 and mask.shape == (10, 32, 32)
-        assert 0.0 <= video.min() and video.max() <= 1.0
+        assert video.min() >= 0.0 and video.max() <= 1.0
         n = len(ds.moving_scene(i).scene.objects)
-        assert 2 <= n <= 4 and 0 <= mask.min() and mask.max() <= n
+        assert 2 <= n <= 4 and mask.min() >= 0 and mask.max() <= n
         first = np.bincount(mask[0].numpy().ravel(), minlength=n + 1)
         assert len(first) == n + 1 and (first[1:] >= MIN_VISIBLE_PIXELS).all()
 
@@ -47,8 +47,10 @@ def _touches_nearer_object(mask: np.ndarray, k: int) -> bool:
     obj = mask == k
     nearer = mask > k
     return bool(
-        (obj[1:] & nearer[:-1]).any() or (obj[:-1] & nearer[1:]).any()
-        or (obj[:, 1:] & nearer[:, :-1]).any() or (obj[:, :-1] & nearer[:, 1:]).any()
+        (obj[1:] & nearer[:-1]).any()
+        or (obj[:-1] & nearer[1:]).any()
+        or (obj[:, 1:] & nearer[:, :-1]).any()
+        or (obj[:, :-1] & nearer[:, 1:]).any()
     )
 
 

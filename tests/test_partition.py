@@ -78,9 +78,7 @@ def test_masks_partition_pixels_and_mask_the_features(cls: type[nn.Module], feat
     np.testing.assert_allclose(out.features.sum(1).numpy(), values, atol=1e-12)
 
 
-@pytest.mark.parametrize(
-    ("activation", "form"), [("softplus", "paper"), ("relu", "paper"), ("none", "released")]
-)
+@pytest.mark.parametrize(("activation", "form"), [("softplus", "paper"), ("relu", "paper"), ("none", "released")])
 def test_p_equals_generic_solver_on_the_cnn_weights(activation: str, form: str) -> None:
     engine = "auto" if form == "paper" else "sparse"
     layer = _layer(k=3, weight_activation=activation, form=form, engine=engine)
@@ -339,8 +337,10 @@ def test_green_filter_gradient_is_the_filter_transpose() -> None:
 
 def test_init_scale_multiplies_the_last_layer_of_the_default_initialisation() -> None:
     base, scaled = _layer(k=2), _layer(k=2, init_scale=4.0)  # same seed
-    first, last = [m for m in base.cuts.cnn if isinstance(m, nn.Conv2d)], \
-        [m for m in scaled.cuts.cnn if isinstance(m, nn.Conv2d)]
+    first, last = (
+        [m for m in base.cuts.cnn if isinstance(m, nn.Conv2d)],
+        [m for m in scaled.cuts.cnn if isinstance(m, nn.Conv2d)],
+    )
     for a, b in zip(first[:-1], last[:-1]):
         torch.testing.assert_close(a.weight, b.weight)
     torch.testing.assert_close(4.0 * first[-1].weight, last[-1].weight)

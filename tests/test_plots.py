@@ -53,8 +53,10 @@ def test_save_figure_writes_a_png_of_the_figure_size(tmp_path: Path) -> None:
 
 
 def test_importing_the_plots_picks_no_backend() -> None:
-    code = ("import sys, matplotlib; import cutslots.plots, cutslots.experiments.video, "
-            "cutslots.experiments.cut_fidelity; print('matplotlib.pyplot' in sys.modules, matplotlib.get_backend())")
+    code = (
+        "import sys, matplotlib; import cutslots.plots, cutslots.experiments.video, "
+        "cutslots.experiments.cut_fidelity; print('matplotlib.pyplot' in sys.modules, matplotlib.get_backend())"
+    )
     # A fresh interpreter: this one may have loaded pyplot through another test.
     env = {**os.environ, "MPLBACKEND": "svg", "PYTHONPATH": os.pathsep.join(sys.path)}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)

@@ -40,13 +40,27 @@ SIZE = 32  # 192 px crops -> 32 px: nearest picks source pixel 6 i + 3, as PIL d
 CLEVR_BOX = (64, 29, 256, 221)  # Slot Attention's crop, PIL (left, top, right, bottom)
 CLEVRTEX_BOX = (64, 24, 256, 216)  # ClevrTex's official centred 192 px crop
 MOVI_BOX = (13, 13, 115, 115)  # int(0.8 * 128) = 102 px, centred
-TRAIN = {"steps": 2, "batch_size": 2, "optimizer": {"lr": 1e-3}, "warmup_steps": 0, "decay_steps": 10,
-         "log_every": 1, "eval_every": None, "checkpoint_every": None, "device": "cpu"}
+TRAIN = {
+    "steps": 2,
+    "batch_size": 2,
+    "optimizer": {"lr": 1e-3},
+    "warmup_steps": 0,
+    "decay_steps": 10,
+    "log_every": 1,
+    "eval_every": None,
+    "checkpoint_every": None,
+    "device": "cpu",
+}
 
 
 def tiny_model(encoder: str = "cnn") -> dict[str, Any]:
-    return {"num_slots": 4, "slot_dim": 8, "encoder": {"kind": encoder, "channels": 8, "resnet_blocks": 1},
-            "decoder": {"channels": 8}, "grouping": {"kind": "cut", "hidden": 8}}
+    return {
+        "num_slots": 4,
+        "slot_dim": 8,
+        "encoder": {"kind": encoder, "channels": 8, "resnet_blocks": 1},
+        "decoder": {"channels": 8},
+        "grouping": {"kind": "cut", "hidden": 8},
+    }
 
 
 def pil_labels(labels: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -113,14 +127,15 @@ def table_rows(text: str) -> dict[str, list[str]]:
     assert lines[0] == "Decoder masks:" and lines[1] == "| set | mIoU (%) | ARI-FG (%) | MSE |"
     end = lines.index("", 1)
     assert lines[end + 1] == "Grouping masks:"  # the cut model's k-partition follows
-    return {cells[0]: cells[1:] for cells in
-            ([c.strip() for c in line.strip("|").split("|")] for line in lines[3:end])}
+    return {cells[0]: cells[1:] for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines[3:end])}
 
 
 def check_row(cells: list[str], m: dict[str, Any]) -> None:
-    assert cells == [f"{100 * m['miou']['mean']:.2f} ± {100 * m['miou']['std']:.2f}",
-                     f"{100 * m['ari_fg']['mean']:.2f} ± {100 * m['ari_fg']['std']:.2f}",
-                     f"{m['mse']['mean']:.1f} ± {m['mse']['std']:.1f}"]
+    assert cells == [
+        f"{100 * m['miou']['mean']:.2f} ± {100 * m['miou']['std']:.2f}",
+        f"{100 * m['ari_fg']['mean']:.2f} ± {100 * m['ari_fg']['std']:.2f}",
+        f"{m['mse']['mean']:.1f} ± {m['mse']['std']:.1f}",
+    ]
 
 
 # ------------------------------------------------------------------ CLEVR with masks
@@ -133,18 +148,25 @@ def clevr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, list[d
     scenes = [fx.clevr_scene(rng, k) for k in (2, 8, 3, 7, 1, 9, 4, 10)]
     root = tmp_path / "clevr"
     fx.write_clevr_with_masks(root, scenes)
-    monkeypatch.setattr(registry, "CLEVR_SPLITS",
-                        {"train": (0, 4), "val": (4, 5), "test": (5, None)})
+    monkeypatch.setattr(registry, "CLEVR_SPLITS", {"train": (0, 4), "val": (4, 5), "test": (5, None)})
     return root, scenes
 
 
 def test_clevr6_trains_and_reports_table1(clevr, scored, tmp_path, capsys):
     root, scenes = clevr
     run_dir = tmp_path / "run"
-    raw = {"name": "clevr6-tiny", "model": tiny_model("cnn"),
-           "data": {"dataset": "clevr", "variant": "clevr6", "root": str(root),
-                    "image_size": SIZE, "eval_variants": ["full"]},
-           "train": {**TRAIN, "out_dir": str(run_dir)}}
+    raw = {
+        "name": "clevr6-tiny",
+        "model": tiny_model("cnn"),
+        "data": {
+            "dataset": "clevr",
+            "variant": "clevr6",
+            "root": str(root),
+            "image_size": SIZE,
+            "eval_variants": ["full"],
+        },
+        "train": {**TRAIN, "out_dir": str(run_dir)},
+    }
     config = tmp_path / "clevr.yaml"
     config.write_text(yaml.safe_dump(raw))
     assert cli.main(["train", "--config", str(config)]) == 0
@@ -158,8 +180,7 @@ def test_clevr6_trains_and_reports_table1(clevr, scored, tmp_path, capsys):
     assert list(rows) == list(metrics) == ["clevr6", "full"]
     for name, ids in test_ids.items():
         assert metrics[name]["num_images"] == len(ids)
-        true = np.stack([pil_labels(scenes[i]["mask"][..., 0].argmax(axis=0), CLEVR_BOX)
-                         for i in ids])
+        true = np.stack([pil_labels(scenes[i]["mask"][..., 0].argmax(axis=0), CLEVR_BOX) for i in ids])
         items = list(build_dataset(config_from_dict(raw).data, "test", name))
         assert [item["index"] for item in items] == ids
         masks = model_masks(run_dir, [item["image"] for item in items])
@@ -175,9 +196,14 @@ def test_clevr_final_report_refused_under_multi_rank_ddp(clevr, tmp_path, monkey
     monkeypatch.setattr(torch.distributed, "get_world_size", lambda group=None: 2)
     monkeypatch.setattr(torch.distributed, "get_rank", lambda group=None: 0)
     run_dir = tmp_path / "run"
-    config = config_from_dict({"name": "clevr-ddp", "model": tiny_model("cnn"),
-                               "data": {"dataset": "clevr", "root": str(root), "image_size": SIZE},
-                               "train": {**TRAIN, "steps": 1, "out_dir": str(run_dir)}})
+    config = config_from_dict(
+        {
+            "name": "clevr-ddp",
+            "model": tiny_model("cnn"),
+            "data": {"dataset": "clevr", "root": str(root), "image_size": SIZE},
+            "train": {**TRAIN, "steps": 1, "out_dir": str(run_dir)},
+        }
+    )
     with pytest.raises(ValueError, match=r"\['full'\] are streamed .* 2 DDP ranks.*cutslots eval"):
         discovery.run_experiment(config)
     assert (run_dir / "checkpoint.pt").is_file() and not (run_dir / "metrics.json").exists()
@@ -185,8 +211,9 @@ def test_clevr_final_report_refused_under_multi_rank_ddp(clevr, tmp_path, monkey
 
 def test_clevr_counts_and_variants_are_checked(clevr):
     root, _ = clevr
-    data = config_from_dict({"name": "x", "data": {"dataset": "clevr", "root": str(root),
-                                                    "num_eval": 2, "image_size": SIZE}}).data
+    data = config_from_dict(
+        {"name": "x", "data": {"dataset": "clevr", "root": str(root), "num_eval": 2, "image_size": SIZE}}
+    ).data
     with pytest.raises(ValueError, match=r"data.num_eval: 2 records .* \[4, 5\)"):
         build_dataset(data, "val")
     assert [item["index"] for item in build_dataset(data, "test")] == [5, 6]  # first 2 records
@@ -199,13 +226,18 @@ def test_clevr_counts_and_variants_are_checked(clevr):
 
 def test_clevrtex_trains_then_evaluates_ood_and_camo(scored, tmp_path, capsys):
     root = tmp_path / "clevrtex"
-    written = {"full": fx.write_clevrtex(root, "full", 20, seed=0),
-               "outd": fx.write_clevrtex(root, "outd", 3, seed=1),
-               "camo": fx.write_clevrtex(root, "camo", 10, seed=2)}
+    written = {
+        "full": fx.write_clevrtex(root, "full", 20, seed=0),
+        "outd": fx.write_clevrtex(root, "outd", 3, seed=1),
+        "camo": fx.write_clevrtex(root, "camo", 10, seed=2),
+    }
     run_dir = tmp_path / "run"
-    raw = {"name": "clevrtex-tiny", "model": tiny_model("resnet"),
-           "data": {"dataset": "clevrtex", "root": str(root), "image_size": SIZE},
-           "train": {**TRAIN, "out_dir": str(run_dir)}}
+    raw = {
+        "name": "clevrtex-tiny",
+        "model": tiny_model("resnet"),
+        "data": {"dataset": "clevrtex", "root": str(root), "image_size": SIZE},
+        "train": {**TRAIN, "out_dir": str(run_dir)},
+    }
     config = tmp_path / "clevrtex.yaml"
     config.write_text(yaml.safe_dump(raw))
     assert cli.main(["train", "--config", str(config)]) == 0
@@ -216,8 +248,22 @@ def test_clevrtex_trains_then_evaluates_ood_and_camo(scored, tmp_path, capsys):
     moved = tmp_path / "moved"
     root.rename(moved)
     eval_dir = tmp_path / "eval"
-    assert cli.main(["eval", str(run_dir / "checkpoint.pt"), "--root", str(moved),
-                     "--variants", "outd", "camo", "--out", str(eval_dir)]) == 0
+    assert (
+        cli.main(
+            [
+                "eval",
+                str(run_dir / "checkpoint.pt"),
+                "--root",
+                str(moved),
+                "--variants",
+                "outd",
+                "camo",
+                "--out",
+                str(eval_dir),
+            ]
+        )
+        == 0
+    )
     rows = table_rows(capsys.readouterr().out)
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     assert list(rows) == list(metrics) == ["full", "outd", "camo"]
@@ -232,14 +278,18 @@ def test_clevrtex_trains_then_evaluates_ood_and_camo(scored, tmp_path, capsys):
         check_row(rows[name], metrics[name])
     assert not scored
     assert sorted(p.name for p in eval_dir.glob("decomposition_*.png")) == [
-        "decomposition_camo.png", "decomposition_full.png", "decomposition_outd.png"]
+        "decomposition_camo.png",
+        "decomposition_full.png",
+        "decomposition_outd.png",
+    ]
 
 
 def test_clevrtex_and_dataset_errors(tmp_path):
     root = tmp_path / "clevrtex"
     fx.write_clevrtex(root, "full", 10)
-    data = config_from_dict({"name": "x", "data": {"dataset": "clevrtex", "root": str(root),
-                                                    "num_eval": 2, "image_size": SIZE}}).data
+    data = config_from_dict(
+        {"name": "x", "data": {"dataset": "clevrtex", "root": str(root), "num_eval": 2, "image_size": SIZE}}
+    ).data
     with pytest.raises(ValueError, match=r"data.num_eval: 2 images asked for, .* only 1"):
         build_dataset(data, "test")
     with pytest.raises(ValueError, match="data.variant: ClevrTex variants are .*'ood'"):
@@ -274,15 +324,19 @@ def test_movi_a_clips_evaluated_with_an_untrained_frame_pair_model(tmp_path, mon
     clips = [fx.movi_clip(rng, 3, 128, n) for n in (2, 3)]
     root = tmp_path / "movi"
     fx.write_movi_a(root, {"train": [[fx.movi_clip(rng, 3, 128, 2)]], "validation": [clips]})
-    config = config_from_dict({"name": "movi-tiny", "model": tiny_model("cnn"),
-                               "data": {"dataset": "movi_a", "root": str(root), "image_size": SIZE},
-                               "train": {**TRAIN, "out_dir": str(tmp_path / "run")}})
+    config = config_from_dict(
+        {
+            "name": "movi-tiny",
+            "model": tiny_model("cnn"),
+            "data": {"dataset": "movi_a", "root": str(root), "image_size": SIZE},
+            "train": {**TRAIN, "out_dir": str(tmp_path / "run")},
+        }
+    )
     items = list(build_video_dataset(config.data, "eval", "clips"))
     assert len(items) == 2
-    for item, (frames, segmentations) in zip(items, clips):
+    for item, (_, segmentations) in zip(items, clips):
         assert item["video"].shape == (3, 3, SIZE, SIZE)
-        np.testing.assert_array_equal(item["mask"].numpy(),
-                                      np.stack([pil_labels(s, MOVI_BOX) for s in segmentations]))
+        np.testing.assert_array_equal(item["mask"].numpy(), np.stack([pil_labels(s, MOVI_BOX) for s in segmentations]))
 
     # Capture what the report scores: (true (B, T, H, W), masks (B, T, K, H, W), matchings).
     scored: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -295,8 +349,7 @@ def test_movi_a_clips_evaluated_with_an_untrained_frame_pair_model(tmp_path, mon
     monkeypatch.setattr(video, "evaluate_tracks", spy)
     torch.manual_seed(0)
     model = build_video_model(config.model, SIZE)
-    checkpoint = save_checkpoint(tmp_path / "run" / "checkpoint.pt", model, step=0,
-                                 config=to_dict(config))
+    checkpoint = save_checkpoint(tmp_path / "run" / "checkpoint.pt", model, step=0, config=to_dict(config))
     report = video.evaluate_video_checkpoint(checkpoint, out_dir=tmp_path / "eval")
     assert report["metrics"]["num_clips"] == 2
     assert (tmp_path / "eval" / "table2.txt").read_text() == report["table"] + "\n"

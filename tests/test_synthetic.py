@@ -33,7 +33,7 @@ def test_items_have_documented_format_and_mask_ids(variant: str) -> None:
         image, mask = item["image"], item["mask"]
         assert image.dtype == torch.float32 and image.shape == (3, 32, 32)
         assert mask.dtype == torch.int64 and mask.shape == (32, 32)
-        assert 0.0 <= image.min() and image.max() <= 1.0
+        assert image.min() >= 0.0 and image.max() <= 1.0
         counts = np.bincount(mask.numpy().ravel())
         n = len(counts) - 1
         assert 2 <= n <= 5

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import os
 import random
 import signal
@@ -31,9 +30,20 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def config(out_dir: Path, **changes: Any) -> TrainConfig:
-    base = TrainConfig(steps=8, batch_size=4, optimizer={"lr": 0.05}, warmup_steps=3, decay_steps=5,
-                       grad_clip=0.5, log_every=2, eval_every=None, checkpoint_every=3,
-                       out_dir=str(out_dir), device="cpu", seed=3)
+    base = TrainConfig(
+        steps=8,
+        batch_size=4,
+        optimizer={"lr": 0.05},
+        warmup_steps=3,
+        decay_steps=5,
+        grad_clip=0.5,
+        log_every=2,
+        eval_every=None,
+        checkpoint_every=3,
+        out_dir=str(out_dir),
+        device="cpu",
+        seed=3,
+    )
     return TrainConfig(**{**base.model_dump(), **changes})
 
 
@@ -100,11 +110,10 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, torch
 def test_lr_factor_matches_hand_computed_schedule() -> None:
     kw = dict(decay_rate=0.5, decay_steps=10, warmup_steps=4)
     assert lr_factor(0, **kw) == pytest.approx(0.25)
-    assert lr_factor(2, **kw) == pytest.approx(0.75 * 0.5 ** 0.2)
-    assert lr_factor(3, **kw) == pytest.approx(0.5 ** 0.3)
+    assert lr_factor(2, **kw) == pytest.approx(0.75 * 0.5**0.2)
+    assert lr_factor(3, **kw) == pytest.approx(0.5**0.3)
     assert lr_factor(20, **kw) == pytest.approx(0.25)
-    assert lr_factor(7, decay_rate=0.5, decay_steps=10, warmup_steps=0) == \
-        pytest.approx(0.5 ** 0.7)
+    assert lr_factor(7, decay_rate=0.5, decay_steps=10, warmup_steps=0) == pytest.approx(0.5**0.7)
 
 
 def test_scheduler_sets_optimizer_lr_per_step() -> None:
@@ -116,15 +125,14 @@ def test_scheduler_sets_optimizer_lr_per_step() -> None:
         seen.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
-    expected = [0.1 * 0.5, 0.1 * 0.1 ** 0.5, 0.1 * 0.1, 0.1 * 0.1 ** 1.5]
+    expected = [0.1 * 0.5, 0.1 * 0.1**0.5, 0.1 * 0.1, 0.1 * 0.1**1.5]
     assert seen == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(("size", "world"), [(10, 1), (10, 3), (7, 2), (2, 5)])
 def test_sampler_shards_match_torch_distributed_sampler(size: int, world: int) -> None:
     for rank in range(world):
-        oracle = DistributedSampler(range(size), num_replicas=world, rank=rank, shuffle=True,
-                                    seed=11)
+        oracle = DistributedSampler(range(size), num_replicas=world, rank=rank, shuffle=True, seed=11)
         expected = []
         for epoch in range(3):
             oracle.set_epoch(epoch)
@@ -159,8 +167,15 @@ def test_checkpoint_round_trip_restores_everything(tmp_path: Path) -> None:
         sched.step()
     saved = params(model)
     opt_state = opt.state_dict()["state"][0]["exp_avg"].clone()
-    path = save_checkpoint(tmp_path / "c.pt", model, step=2, optimizer=opt, scheduler=sched,
-                           config={"train": {"lr": 0.1}}, extra={"note": 5})
+    path = save_checkpoint(
+        tmp_path / "c.pt",
+        model,
+        step=2,
+        optimizer=opt,
+        scheduler=sched,
+        config={"train": {"lr": 0.1}},
+        extra={"note": 5},
+    )
     # The RNG draws right after saving are what a restore must reproduce.
     draws = (torch.rand(3), np.random.rand(3), random.random())
 
@@ -174,8 +189,7 @@ def test_checkpoint_round_trip_restores_everything(tmp_path: Path) -> None:
     assert (loaded.step, loaded.config, loaded.extra) == (2, {"train": {"lr": 0.1}}, {"note": 5})
     assert_bitwise_equal(params(model2), saved)
     assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt_state)
-    assert sched2.last_epoch == 2 and opt2.param_groups[0]["lr"] == pytest.approx(0.1 * 3 / 5 *
-                                                                                  0.5 ** 2e-5)
+    assert sched2.last_epoch == 2 and opt2.param_groups[0]["lr"] == pytest.approx(0.1 * 3 / 5 * 0.5**2e-5)
     assert torch.equal(torch.rand(3), draws[0])
     assert np.array_equal(np.random.rand(3), draws[1]) and random.random() == draws[2]
 
@@ -216,8 +230,7 @@ def test_fingerprint_mismatch_names_the_differing_params(tmp_path: Path) -> None
         load_checkpoint(path, Extended())
 
 
-def test_failed_write_keeps_the_previous_checkpoint(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = fresh_model()
     path = save_checkpoint(tmp_path / "c.pt", model, step=1)
     first = params(model)
@@ -246,17 +259,16 @@ def test_process_killed_mid_write_leaves_previous_checkpoint(tmp_path: Path) -> 
         from torch import nn
         from cutslots.train import checkpoint as c
         model = nn.Linear(4, 4)
-        c.save_checkpoint({str(tmp_path / 'c.pt')!r}, model, step=1)
+        c.save_checkpoint({str(tmp_path / "c.pt")!r}, model, step=1)
         def killed_save(obj, f):
             f.write(b"PK partial")
             f.flush()
             os.kill(os.getpid(), signal.SIGKILL)
         c.torch.save = killed_save
-        c.save_checkpoint({str(tmp_path / 'c.pt')!r}, model, step=2)
+        c.save_checkpoint({str(tmp_path / "c.pt")!r}, model, step=2)
     """)
     env = {**os.environ, "PYTHONPATH": str(SRC)}
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          timeout=60)
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=60)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     assert load_checkpoint(tmp_path / "c.pt", nn.Linear(4, 4)).step == 1
 
@@ -264,8 +276,7 @@ def test_process_killed_mid_write_leaves_previous_checkpoint(tmp_path: Path) -> 
 # ---------------------------------------------------------------- the loop
 
 
-def test_same_seed_same_result_other_seed_differs(tmp_path: Path,
-                                                  reference: tuple[dict, Path]) -> None:
+def test_same_seed_same_result_other_seed_differs(tmp_path: Path, reference: tuple[dict, Path]) -> None:
     model = fresh_model()
     train(model, TinyScenes(), config(tmp_path / "a"))
     assert_bitwise_equal(params(model), reference[0])
@@ -274,8 +285,7 @@ def test_same_seed_same_result_other_seed_differs(tmp_path: Path,
     assert not torch.equal(params(other)["colours.weight"], reference[0]["colours.weight"])
 
 
-def test_half_then_resume_equals_uninterrupted(tmp_path: Path,
-                                               reference: tuple[dict, Path]) -> None:
+def test_half_then_resume_equals_uninterrupted(tmp_path: Path, reference: tuple[dict, Path]) -> None:
     first = fresh_model()
     summary = train(first, TinyScenes(), config(tmp_path, steps=4))
     assert summary.step == 4
@@ -286,8 +296,7 @@ def test_half_then_resume_equals_uninterrupted(tmp_path: Path,
     assert load_checkpoint(tmp_path / "checkpoint.pt", fresh_model()).step == 8
 
 
-def test_crash_then_resume_equals_uninterrupted_with_clean_logs(
-        tmp_path: Path, reference: tuple[dict, Path]) -> None:
+def test_crash_then_resume_equals_uninterrupted_with_clean_logs(tmp_path: Path, reference: tuple[dict, Path]) -> None:
     def crash() -> None:
         raise RuntimeError("simulated crash")
 
@@ -320,18 +329,17 @@ def test_tensorboard_after_resume_has_each_step_once(tmp_path: Path) -> None:
     events.Reload()
     losses = events.Scalars("train/loss")
     assert [e.step for e in losses] == [2, 4, 6, 8]
-    from_csv = [float(r[2]) for r in read_csv(tmp_path / "scalars.csv")[1:]
-                if r[1] == "train/loss"]
+    from_csv = [float(r[2]) for r in read_csv(tmp_path / "scalars.csv")[1:] if r[1] == "train/loss"]
     assert [e.value for e in losses] == pytest.approx(from_csv, rel=1e-6)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_finishes_step_checkpoints_and_resumes_exactly(
-        tmp_path: Path, reference: tuple[dict, Path], sig: signal.Signals) -> None:
+    tmp_path: Path, reference: tuple[dict, Path], sig: signal.Signals
+) -> None:
     before = signal.getsignal(sig)
     # Fetch 18 happens in step 5: that step is completed, then training stops.
-    summary = train(fresh_model(), HookedScenes(at=18, hook=lambda: os.kill(os.getpid(), sig)),
-                    config(tmp_path))
+    summary = train(fresh_model(), HookedScenes(at=18, hook=lambda: os.kill(os.getpid(), sig)), config(tmp_path))
     assert (summary.interrupted, summary.step) == (True, 5)
     assert signal.getsignal(sig) is before  # handlers are restored
     assert load_checkpoint(tmp_path / "checkpoint.pt", fresh_model()).step == 5
@@ -342,8 +350,7 @@ def test_signal_finishes_step_checkpoints_and_resumes_exactly(
     assert deterministic_rows(tmp_path / "scalars.csv") == deterministic_rows(reference[1] / "scalars.csv")
 
 
-def test_eval_fn_runs_in_eval_mode_and_does_not_shift_training(
-        tmp_path: Path, reference: tuple[dict, Path]) -> None:
+def test_eval_fn_runs_in_eval_mode_and_does_not_shift_training(tmp_path: Path, reference: tuple[dict, Path]) -> None:
     calls = []
 
     def eval_fn(model: nn.Module, step: int) -> dict[str, float]:
@@ -380,8 +387,7 @@ def test_experiment_config_is_stored_in_the_checkpoint(tmp_path: Path) -> None:
     train(fresh_model(), TinyScenes(), cfg, experiment=experiment)
     stored = load_checkpoint(tmp_path / "checkpoint.pt", fresh_model()).config
     assert stored is not None
-    assert (stored["name"], stored["model"]["num_slots"], stored["train"]["steps"]) == \
-        ("tiny", 2, 2)
+    assert (stored["name"], stored["model"]["num_slots"], stored["train"]["steps"]) == ("tiny", 2, 2)
     with pytest.raises(ValueError, match="train section differs"):
         train(fresh_model(), TinyScenes(), config(tmp_path / "b"), experiment=experiment)
 

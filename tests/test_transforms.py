@@ -49,8 +49,9 @@ def test_crop_box_is_clevr_row_col_slice() -> None:
     np.testing.assert_array_equal(cropped[0].numpy(), x[0].numpy()[29:221, 64:256])
 
 
-@pytest.mark.parametrize("src,dst", [((192, 192), 128), ((102, 102), 128), ((7, 9), (4, 5)),
-                                     ((240, 320), 64), ((5, 3), (11, 8))])
+@pytest.mark.parametrize(
+    "src,dst", [((192, 192), 128), ((102, 102), 128), ((7, 9), (4, 5)), ((240, 320), 64), ((5, 3), (11, 8))]
+)
 def test_resize_mask_equals_pil_nearest(src: tuple[int, int], dst) -> None:
     labels = np.random.default_rng(1).integers(0, 11, src).astype(np.uint8)
     out_hw = (dst, dst) if isinstance(dst, int) else dst
@@ -65,11 +66,14 @@ def test_resize_mask_by_hand() -> None:
     x = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [12, 13, 14, 15]])
     assert resize_mask(x, 2).tolist() == [[5, 7], [13, 15]]
     assert resize_mask(torch.tensor([[1, 2], [3, 4]]), 4).tolist() == [
-        [1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 4, 4], [3, 3, 4, 4]]
+        [1, 1, 2, 2],
+        [1, 1, 2, 2],
+        [3, 3, 4, 4],
+        [3, 3, 4, 4],
+    ]
 
 
-@pytest.mark.parametrize("src,dst", [((192, 192), 128), ((102, 102), 128), ((240, 320), 64),
-                                     ((30, 40), (60, 50))])
+@pytest.mark.parametrize("src,dst", [((192, 192), 128), ((102, 102), 128), ((240, 320), 64), ((30, 40), (60, 50))])
 def test_resize_image_close_to_pil_bilinear(src: tuple[int, int], dst) -> None:
     image = _hand_image(*src)
     out_hw = (dst, dst) if isinstance(dst, int) else dst

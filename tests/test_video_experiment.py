@@ -43,14 +43,32 @@ def tiny_model(kind: str, **sections: Any) -> ModelConfig:
 
 
 def tiny_config(out_dir: Path, kind: str = "cut", **data: Any) -> ExperimentConfig:
-    return experiment_from_dict({
-        "name": f"tiny-{kind}",
-        "model": tiny_model(kind).model_dump(),
-        "data": {"dataset": "moving", "image_size": 16, "num_train": 2, "num_eval": 3, "num_frames": 4,
-                 "min_objects": 1, "max_objects": 2, **data},
-        "train": {"steps": 2, "batch_size": 2, "warmup_steps": 0, "log_every": 1, "eval_every": None,
-                  "checkpoint_every": None, "out_dir": str(out_dir), "device": "cpu"},
-    })
+    return experiment_from_dict(
+        {
+            "name": f"tiny-{kind}",
+            "model": tiny_model(kind).model_dump(),
+            "data": {
+                "dataset": "moving",
+                "image_size": 16,
+                "num_train": 2,
+                "num_eval": 3,
+                "num_frames": 4,
+                "min_objects": 1,
+                "max_objects": 2,
+                **data,
+            },
+            "train": {
+                "steps": 2,
+                "batch_size": 2,
+                "warmup_steps": 0,
+                "log_every": 1,
+                "eval_every": None,
+                "checkpoint_every": None,
+                "out_dir": str(out_dir),
+                "device": "cpu",
+            },
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -133,10 +151,16 @@ def test_movi_a_datasets(tmp_path: Path) -> None:
 @pytest.mark.parametrize("kind", ["cut", "slot_attention"])
 def test_run_on_streamed_movi_a(tmp_path: Path, kind: str) -> None:
     rng = np.random.default_rng(1)
-    fx.write_movi_a(tmp_path / "tfds", {"train": [[fx.movi_clip(rng, 3, 128, 2) for _ in range(2)]],
-                                        "validation": [[fx.movi_clip(rng, 3, 128, 2) for _ in range(3)]]})
-    config = tiny_config(tmp_path / "run", kind=kind, dataset="movi_a", root=str(tmp_path / "tfds"), num_train=None,
-                         num_eval=2)
+    fx.write_movi_a(
+        tmp_path / "tfds",
+        {
+            "train": [[fx.movi_clip(rng, 3, 128, 2) for _ in range(2)]],
+            "validation": [[fx.movi_clip(rng, 3, 128, 2) for _ in range(3)]],
+        },
+    )
+    config = tiny_config(
+        tmp_path / "run", kind=kind, dataset="movi_a", root=str(tmp_path / "tfds"), num_train=None, num_eval=2
+    )
     report = run_video_experiment(config)
     assert report["summary"].step == 2
     assert (report["metrics"]["num_clips"], report["metrics"]["clip_length"]) == (2, 3)
@@ -150,9 +174,16 @@ def test_dataset_errors() -> None:
         build_video_dataset(DataConfig(dataset="moving"), "train", "video")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("steps", "frames", "clamped"), [
-    (24, (5, 20), False), (21, (5, 20), False), (12, (5, 11), True), (4, (2, 3), True), (2, (0, 1), True),
-])
+@pytest.mark.parametrize(
+    ("steps", "frames", "clamped"),
+    [
+        (24, (5, 20), False),
+        (21, (5, 20), False),
+        (12, (5, 11), True),
+        (4, (2, 3), True),
+        (2, (0, 1), True),
+    ],
+)
 def test_far_pair_frames(steps: int, frames: tuple[int, int], clamped: bool) -> None:
     got, note = far_pair_frames(steps)
     assert got == frames
@@ -244,7 +275,8 @@ def test_evaluate_video_scores_the_grouping_masks_with_the_same_tracks() -> None
         fg = true.ravel() > 0
         assert result["per_clip"]["grouping_ari"][c] == pytest.approx(adjusted_rand_score(true.ravel(), tracks.ravel()))
         assert result["per_clip"]["grouping_ari_fg"][c] == pytest.approx(
-            adjusted_rand_score(true.ravel()[fg], tracks.ravel()[fg]))
+            adjusted_rand_score(true.ravel()[fg], tracks.ravel()[fg])
+        )
     assert "grouping_ari" not in evaluate_video(OracleSlots(3, identity=True), Clips(1, steps=2))["per_clip"]
 
 
@@ -260,7 +292,8 @@ def test_evaluate_video_wrong_links_against_sklearn() -> None:
         assert result["per_clip"]["ari"][c] == pytest.approx(adjusted_rand_score(true.ravel(), tracks.ravel()))
         fg = true.ravel() > 0
         assert result["per_clip"]["ari_fg"][c] == pytest.approx(
-            adjusted_rand_score(true.ravel()[fg], tracks.ravel()[fg]))
+            adjusted_rand_score(true.ravel()[fg], tracks.ravel()[fg])
+        )
 
 
 def test_evaluate_video_max_clips_and_frames() -> None:
@@ -341,7 +374,9 @@ def test_clips_of_different_length_or_size_in_a_batch(shapes: list[tuple[int, in
 
 def test_slot_count_mismatch_between_grouping_and_matcher() -> None:
     base = build_video_model(tiny_model("cut"), 16)
-    model = FramePairAutoencoder(base.encoder, base.grouping, base.decoder, matcher=SlotMatcher(4, 16, gamma=1.0, temperature=0.1))
+    model = FramePairAutoencoder(
+        base.encoder, base.grouping, base.decoder, matcher=SlotMatcher(4, 16, gamma=1.0, temperature=0.1)
+    )
     with pytest.raises(ValueError, match=r"\(B, 4, 16\).*got s \(\d+, 3, 16\)"):
         evaluate_video(model, MixedClips([(3, 16)]))
 
@@ -354,8 +389,9 @@ def test_models_and_clip_sets_that_cannot_be_evaluated(tmp_path: Path) -> None:
 
 
 def test_run_rejects_image_datasets(tmp_path: Path) -> None:
-    config = ExperimentConfig(name="img", model=ModelConfig(), data=DataConfig(dataset="synthetic"),
-                              train=TrainConfig(out_dir=str(tmp_path)))
+    config = ExperimentConfig(
+        name="img", model=ModelConfig(), data=DataConfig(dataset="synthetic"), train=TrainConfig(out_dir=str(tmp_path))
+    )
     with pytest.raises(ValueError, match="data.dataset.*discovery"):
         run_video_experiment(config)
     assert not any(tmp_path.iterdir())
@@ -383,7 +419,8 @@ def test_run_writes_metrics_table_and_figures(cut_run: tuple[ExperimentConfig, d
     assert cells == ["Cut + matching"] + [table_cell(metrics[k]) for k in ("ari", "ari_fg", "matching_accuracy")]
     cells = [c.strip() for c in table[3].split("|")]
     assert cells == ["Cut + matching (grouping masks)"] + [
-        table_cell(metrics[f"grouping_{k}"]) for k in ("ari", "ari_fg", "matching_accuracy")]
+        table_cell(metrics[f"grouping_{k}"]) for k in ("ari", "ari_fg", "matching_accuracy")
+    ]
     for name in ("clip_strip.png", "far_pair.png", "loss.png"):
         assert_png(out / name)
     assert (out / "checkpoint.pt").is_file() and (out / "config.yaml").is_file()
@@ -398,8 +435,9 @@ def test_slot_attention_baseline_run(tmp_path: Path) -> None:
         assert_png(tmp_path / "sa" / name)
 
 
-def test_evaluate_checkpoint_reproduces_the_run(cut_run: tuple[ExperimentConfig, dict[str, Any]],
-                                                tmp_path: Path) -> None:
+def test_evaluate_checkpoint_reproduces_the_run(
+    cut_run: tuple[ExperimentConfig, dict[str, Any]], tmp_path: Path
+) -> None:
     config, report = cut_run
     again = evaluate_video_checkpoint(Path(config.train.out_dir), out_dir=tmp_path)
     for key in ("ari", "ari_fg", "matching_accuracy"):
@@ -428,9 +466,10 @@ def test_evaluate_checkpoint_errors(cut_run: tuple[ExperimentConfig, dict[str, A
         evaluate_video_checkpoint(tmp_path / "image.pt", tmp_path / "out")
 
 
-def test_main_eval_prints_table(cut_run: tuple[ExperimentConfig, dict[str, Any]], tmp_path: Path,
-                                capsys: pytest.CaptureFixture[str]) -> None:
-    config, report = cut_run
+def test_main_eval_prints_table(
+    cut_run: tuple[ExperimentConfig, dict[str, Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, _ = cut_run
     assert main(["eval", config.train.out_dir, "--out", str(tmp_path), "--num-eval", "2"]) == 0
     printed = capsys.readouterr().out
     assert printed.splitlines()[0].startswith("Method") and "Cut + matching" in printed

@@ -58,8 +58,8 @@ class TinyScenes(Dataset):
         for i in range(n):
             self.images[i] = rng.random(3, dtype=np.float32)[:, None, None]
             y, x = rng.integers(0, size - 2, size=2)
-            self.images[i, :, y:y + 3, x:x + 3] = rng.random(3, dtype=np.float32)[:, None, None]
-            self.masks[i, y:y + 3, x:x + 3] = 1
+            self.images[i, :, y : y + 3, x : x + 3] = rng.random(3, dtype=np.float32)[:, None, None]
+            self.masks[i, y : y + 3, x : x + 3] = 1
 
     def __len__(self) -> int:
         return len(self.images)
@@ -72,19 +72,28 @@ def main(out_dir: str, steps: int, batch_size: int, stop: int | None = None) -> 
     from cutslots.config import TrainConfig
     from cutslots.train.loop import train
 
-    config = TrainConfig(steps=steps, batch_size=batch_size, optimizer={"lr": 0.05}, warmup_steps=2,
-                         decay_steps=10, log_every=1, eval_every=None, checkpoint_every=None,
-                         out_dir=out_dir, device="cpu")
-    for run_steps, resume in ([(stop, False), (steps, True)] if stop else [(steps, False)]):
+    config = TrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        optimizer={"lr": 0.05},
+        warmup_steps=2,
+        decay_steps=10,
+        log_every=1,
+        eval_every=None,
+        checkpoint_every=None,
+        out_dir=out_dir,
+        device="cpu",
+    )
+    for run_steps, resume in [(stop, False), (steps, True)] if stop else [(steps, False)]:
         torch.manual_seed(0)
         model = TinyAutoencoder()
         train(model, TinyScenes(), config.model_copy(update={"steps": run_steps}), resume=resume)
     rank = int(os.environ.get("RANK", "0"))
-    torch.save({k: v.detach().clone() for k, v in model.state_dict().items()},
-               os.path.join(out_dir, f"params_rank{rank}.pt"))
+    torch.save(
+        {k: v.detach().clone() for k, v in model.state_dict().items()}, os.path.join(out_dir, f"params_rank{rank}.pt")
+    )
 
 
 if __name__ == "__main__":
     faulthandler.dump_traceback_later(WATCHDOG_S, exit=True)
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
-         int(sys.argv[4]) if len(sys.argv) > 4 else None)
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else None)

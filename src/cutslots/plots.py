@@ -74,7 +74,9 @@ def decomposition_figure(images: Tensor, out: Mapping[str, Tensor], max_rows: in
             top[k + 2].imshow(_slot_image(masks[r, k], recons[r, k]))
             axes[per_image * r + 1][k + 2].imshow(masks[r, k].numpy(), cmap="gray", vmin=0, vmax=1)
             if grouping is not None:
-                axes[per_image * r + 2][k + 2].imshow(grouping[r, k].detach().cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+                axes[per_image * r + 2][k + 2].imshow(
+                    grouping[r, k].detach().cpu().numpy(), cmap="gray", vmin=0, vmax=1
+                )
             if r == 0:
                 top[k + 2].set_title(f"slot {k}", fontsize=8)
     return fig
@@ -110,8 +112,9 @@ def learning_curve_figure(
     left.set_yscale("log")
     left.set_ylabel("loss")
     for name, (x, y) in scores.items():
-        right.plot(x, 100 * np.asarray(y), marker="o", markersize=3, label=name,
-                   linestyle="--" if "static" in name else "-")
+        right.plot(
+            x, 100 * np.asarray(y), marker="o", markersize=3, label=name, linestyle="--" if "static" in name else "-"
+        )
     right.set_ylabel(f"{score_label} (%)")
     right.set_ylim(-5, 100)
     for ax in (left, right):
@@ -136,8 +139,15 @@ def ari_time_figure(curves: Mapping[str, Mapping[str, Sequence[Mapping[str, Sequ
                 for kind, style in (("decoder", "-"), ("grouping", "--")):
                     if kind in seed:
                         label = f"{model} ({kind})" if i == 0 else None
-                        ax.plot(seed[f"{kind}_t"], 100 * np.asarray(seed[kind]), style, color=color,
-                                alpha=0.8, linewidth=1.2, label=label)
+                        ax.plot(
+                            seed[f"{kind}_t"],
+                            100 * np.asarray(seed[kind]),
+                            style,
+                            color=color,
+                            alpha=0.8,
+                            linewidth=1.2,
+                            label=label,
+                        )
         ax.set_title(f"trained on {panel}", fontsize=9)
         ax.set_xlabel("training time (s, 2 CPU cores)")
         ax.set_ylabel("ARI-FG (%)")
@@ -190,7 +200,9 @@ def clip_strip_figure(video: Tensor, out: Mapping[str, Tensor], title: str = "")
     return fig
 
 
-def far_pair_figure(pair: Tensor, out: Mapping[str, Tensor], frames: tuple[int, int], note: str | None = None) -> Figure:
+def far_pair_figure(
+    pair: Tensor, out: Mapping[str, Tensor], frames: tuple[int, int], note: str | None = None
+) -> Figure:
     """Paper Fig. 6: two far-apart frames, one row each: image, reconstruction, then the matched
     slots (column k of both rows is the same matched slot).
 

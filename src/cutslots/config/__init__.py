@@ -16,12 +16,30 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from cutslots.config.core import (ConfigError, Section, config_from_dict, load_config, parse_override,
-                                  save_config, to_dict, validate)
-from cutslots.config.experiment import (CutGroupingConfig, DataConfig, DecoderConfig, EncoderConfig,
-                                        ExperimentConfig, GroupingConfig, MatchingConfig, ModelConfig,
-                                        OptimizerConfig, SlotAttentionGroupingConfig, TrainConfig,
-                                        upgrade_legacy)
+from cutslots.config.core import (
+    ConfigError,
+    Section,
+    config_from_dict,
+    load_config,
+    parse_override,
+    save_config,
+    to_dict,
+    validate,
+)
+from cutslots.config.experiment import (
+    CutGroupingConfig,
+    DataConfig,
+    DecoderConfig,
+    EncoderConfig,
+    ExperimentConfig,
+    GroupingConfig,
+    MatchingConfig,
+    ModelConfig,
+    OptimizerConfig,
+    SlotAttentionGroupingConfig,
+    TrainConfig,
+    upgrade_legacy,
+)
 
 __all__ = [
     "ConfigError",
@@ -42,8 +60,8 @@ __all__ = [
     "load_config",
     "load_experiment",
     "packaged_configs",
-    "resolve_config",
     "parse_override",
+    "resolve_config",
     "save_config",
     "to_dict",
     "upgrade_legacy",

@@ -127,8 +127,7 @@ def _reason(error: Mapping[str, Any], section: type[Section] | None) -> str:
     return f"{error['msg']}, got {type(value).__name__} {value!r}"
 
 
-def _config_error(err: ValidationError, schema: type[Section], raw: Any, source: str | None = None
-                  ) -> ConfigError:
+def _config_error(err: ValidationError, schema: type[Section], raw: Any, source: str | None = None) -> ConfigError:
     """The first error of a ValidationError as a ConfigError naming its dotted key."""
     error = err.errors()[0]
     keys, section = _walk(schema, raw, error["loc"])
@@ -169,8 +168,7 @@ class _StrictLoader(yaml.SafeLoader):
                 continue
             key = self.construct_object(key_node, deep=True)
             if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -185,7 +183,7 @@ _StrictLoader.add_implicit_resolver(
 
 def _load_yaml(text: str, source: str) -> Any:
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader
+        return yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as err:
         raise ConfigError("", f"invalid YAML: {err}", source) from err
 
@@ -219,8 +217,9 @@ def _check_override_key(schema: type[Section], path: list[str], value: Any, wher
         if depth < len(path) - 1 and not options:
             raise ConfigError(key, "is not a section, so it has no sub-keys", where)
     if options and not isinstance(value, dict):
-        raise ConfigError(".".join(path), "is a section; override one of its keys, or give a mapping "
-                                          "to replace it", where)
+        raise ConfigError(
+            ".".join(path), "is a section; override one of its keys, or give a mapping to replace it", where
+        )
 
 
 def _apply_override(raw: dict[str, Any], keys: list[str], value: Any, where: str) -> None:
@@ -233,8 +232,9 @@ def _apply_override(raw: dict[str, Any], keys: list[str], value: Any, where: str
     node[keys[-1]] = value
 
 
-def load_config(path: str | os.PathLike[str], overrides: Sequence[str] | None = None, *,
-                schema: type[S], upgrade: Any = None) -> S:
+def load_config(
+    path: str | os.PathLike[str], overrides: Sequence[str] | None = None, *, schema: type[S], upgrade: Any = None
+) -> S:
     """Read ``schema`` from a YAML file, then apply dotted ``key=value`` overrides.
 
     ``upgrade(raw, source) -> raw`` converts older layouts before the overrides apply. Raises
@@ -265,8 +265,7 @@ def load_config(path: str | os.PathLike[str], overrides: Sequence[str] | None = 
     try:
         return validate(schema, raw)
     except ConfigError as err:
-        blamed = next((t for k, t in origin.items() if err.key == k or err.key.startswith((f"{k}[", f"{k}."))),
-                      None)
+        blamed = next((t for k, t in origin.items() if err.key == k or err.key.startswith((f"{k}[", f"{k}."))), None)
         raise err.within(source=f"{source} (override {blamed!r})" if blamed else source) from None
 
 

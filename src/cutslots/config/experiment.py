@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
@@ -94,9 +94,10 @@ def _grouping_kind(value: Any) -> str:
     return str(value.get("kind", "cut")) if isinstance(value, dict) else str(getattr(value, "kind", ""))
 
 
-GroupingConfig = Annotated[Union[Annotated[CutGroupingConfig, Tag("cut")],
-                                 Annotated[SlotAttentionGroupingConfig, Tag("slot_attention")]],
-                           Discriminator(_grouping_kind)]
+GroupingConfig = Annotated[
+    Annotated[CutGroupingConfig, Tag("cut")] | Annotated[SlotAttentionGroupingConfig, Tag("slot_attention")],
+    Discriminator(_grouping_kind),
+]
 
 
 class MatchingConfig(Section):
@@ -149,12 +150,14 @@ class DataConfig(Section):
     @model_validator(mode="after")
     def _ranges(self) -> DataConfig:
         if self.min_objects > self.max_objects:
-            raise ConfigError("min_objects", f"expected an int in [1, max_objects={self.max_objects}], "
-                                             f"got {self.min_objects}")
+            raise ConfigError(
+                "min_objects", f"expected an int in [1, max_objects={self.max_objects}], got {self.min_objects}"
+            )
         low_high = self.object_radius
         if not (len(low_high) == 2 and 0 < low_high[0] <= low_high[1] <= 0.5):
-            raise ConfigError("object_radius", f"expected [low, high] with 0 < low <= high <= 0.5, "
-                                               f"got {list(low_high)}")
+            raise ConfigError(
+                "object_radius", f"expected [low, high] with 0 < low <= high <= 0.5, got {list(low_high)}"
+            )
         if self.dataset in DATASETS_ON_DISK and not self.root:
             raise ConfigError("root", f"required for dataset {self.dataset!r} (its directory)")
         return self
@@ -213,6 +216,7 @@ class ExperimentConfig(Section):
         if not name.strip():
             raise ValueError(f"expected a non-empty string, got {name!r}")
         return name
+
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -221,8 +225,11 @@ class ExperimentConfig(Section):
     def _decoder_reaches_image(self) -> ExperimentConfig:
         ratio, remainder = divmod(self.data.image_size, self.model.decoder.broadcast)
         if remainder or ratio & (ratio - 1):
-            raise ConfigError("model.decoder.broadcast", f"expected data.image_size ({self.data.image_size}) / 2**n "
-                                                         f"for some n >= 0, got {self.model.decoder.broadcast}")
+            raise ConfigError(
+                "model.decoder.broadcast",
+                f"expected data.image_size ({self.data.image_size}) / 2**n "
+                f"for some n >= 0, got {self.model.decoder.broadcast}",
+            )
         return self
 
 
@@ -242,19 +249,29 @@ _LEGACY_MODEL: dict[str, tuple[str, str]] = {
     "matching_gamma": ("matching", "gamma"),
     "matching_temperature": ("matching", "temperature"),
 }
-_LEGACY_CUT = {"gamma": "gamma", "temperature": "temperature", "bg_temperature": "bg_temperature",
-               "background_slot": "background_slot", "partition_hidden": "hidden",
-               "weight_activation": "weight_activation", "cut_form": "form", "cut_relaxation": "relaxation",
-               "cut_init_scale": "init_scale", "position_embedding": "position_embedding",
-               "slot_pooling": "pooling"}
+_LEGACY_CUT = {
+    "gamma": "gamma",
+    "temperature": "temperature",
+    "bg_temperature": "bg_temperature",
+    "background_slot": "background_slot",
+    "partition_hidden": "hidden",
+    "weight_activation": "weight_activation",
+    "cut_form": "form",
+    "cut_relaxation": "relaxation",
+    "cut_init_scale": "init_scale",
+    "position_embedding": "position_embedding",
+    "slot_pooling": "pooling",
+}
 _LEGACY_SLOT_ATTENTION = {"slot_attention_iters": "iters"}
 
 
 def _is_legacy(model: Any) -> bool:
     return isinstance(model, dict) and (
-        "kind" in model or any(k in model for k in (*_LEGACY_CUT, *_LEGACY_SLOT_ATTENTION))
+        "kind" in model
+        or any(k in model for k in (*_LEGACY_CUT, *_LEGACY_SLOT_ATTENTION))
         or isinstance(model.get("encoder"), str)
-        or any(k in model for k in _LEGACY_MODEL if k != "encoder"))
+        or any(k in model for k in _LEGACY_MODEL if k != "encoder")
+    )
 
 
 def upgrade_legacy(raw: dict[str, Any], source: str = "<dict>") -> dict[str, Any]:
@@ -288,7 +305,9 @@ def upgrade_legacy(raw: dict[str, Any], source: str = "<dict>") -> dict[str, Any
         train = dict(train)
         train["optimizer"] = {**train.get("optimizer", {}), "lr": train.pop("lr")}
         raw["train"] = train
-    log.warning("%s: read a cutslots 0.1 config (flat model section, train.lr) as the nested layout; "
-                "`cutslots config FILE > new.yaml` writes a file in the new layout", source)
+    log.warning(
+        "%s: read a cutslots 0.1 config (flat model section, train.lr) as the nested layout; "
+        "`cutslots config FILE > new.yaml` writes a file in the new layout",
+        source,
+    )
     return raw
-

@@ -9,6 +9,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,8 @@ def load_or_build(
     fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays, **{_KEY_ENTRY: np.array(key)})  # type: ignore[arg-type]  # numpy stub: **kwds
+            entries: dict[str, Any] = {**arrays, _KEY_ENTRY: np.array(key)}  # Any: savez's stub types **kwds
+            np.savez(f, **entries)
         os.replace(tmp_name, path)
     except BaseException:
         os.unlink(tmp_name)

@@ -103,17 +103,13 @@ class ClevrTex(Dataset):
                 continue
             index = int(match.group(1))
             if render != self.path(index, ".png"):
-                raise DatasetFormatError(
-                    f"{render}: misplaced, expected at {self.path(index, '.png')}"
-                )
+                raise DatasetFormatError(f"{render}: misplaced, expected at {self.path(index, '.png')}")
             for suffix in ("_flat.png", ".json"):
                 if not self.path(index, suffix).is_file():
                     raise DatasetFormatError(f"missing file {self.path(index, suffix)}")
             indices.append(index)
         if not indices:
-            raise DatasetFormatError(
-                f"{self.folder}: no renders CLEVRTEX_{self.variant}_<idx:06d>.png found"
-            )
+            raise DatasetFormatError(f"{self.folder}: no renders CLEVRTEX_{self.variant}_<idx:06d>.png found")
         indices.sort()
         for expected, index in enumerate(indices):
             if index != expected:
@@ -138,9 +134,7 @@ class ClevrTex(Dataset):
                 raise DatasetFormatError(f"{path}: size (H, W) = {shape}, expected {IMAGE_SIZE}")
         num_objects = self._num_objects(index)
         if mask.max() > num_objects:
-            raise DatasetFormatError(
-                f"{mask_path}: object id {mask.max()} but the JSON lists {num_objects} objects"
-            )
+            raise DatasetFormatError(f"{mask_path}: object id {mask.max()} but the JSON lists {num_objects} objects")
         box = center_box(*IMAGE_SIZE, self.crop_size)
         image = crop_box(image_to_tensor(render[..., :3]), box)
         labels = crop_box(torch.from_numpy(mask).long(), box)

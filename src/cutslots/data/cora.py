@@ -367,8 +367,13 @@ def synthetic_citation_graph(
     edges follow methods: an interaction between the two endpoints' words that recurs in
     every part, as topics do in Cora. Defaults are Cora's counts.
     """
-    checks = (("num_nodes", num_nodes, 2), ("num_features", num_features, 50), ("num_classes", num_classes, 1),
-              ("num_citations", num_citations, 1), ("num_methods", num_methods, 1))
+    checks = (
+        ("num_nodes", num_nodes, 2),
+        ("num_features", num_features, 50),
+        ("num_classes", num_classes, 1),
+        ("num_citations", num_citations, 1),
+        ("num_methods", num_methods, 1),
+    )
     for key, value, low in checks:
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
             raise ValueError(f"{key} must be an integer >= {low}, got {value!r}")

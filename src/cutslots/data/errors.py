@@ -19,6 +19,4 @@ def missing_dataset(path: Path, layout: str, source: str) -> FileNotFoundError:
 
     ``layout`` describes the expected files under the root, ``source`` where to download them.
     """
-    return FileNotFoundError(
-        f"dataset path not found: {path}\n  expected layout: {layout}\n  published at: {source}"
-    )
+    return FileNotFoundError(f"dataset path not found: {path}\n  expected layout: {layout}\n  published at: {source}")

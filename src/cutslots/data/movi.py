@@ -42,21 +42,18 @@ from cutslots.data.transforms import (
     resize_mask,
 )
 
-SOURCE = (
-    "gs://kubric-public/tfds/movi_a "
-    "(https://github.com/google-research/kubric/tree/main/challenges/movi)"
-)
+SOURCE = "gs://kubric-public/tfds/movi_a (https://github.com/google-research/kubric/tree/main/challenges/movi)"
 VERSION = "1.0.0"
 SOURCE_RESOLUTIONS = (128, 256)
 MODES = ("clip", "pairs")
 _SHARD = re.compile(r"movi_a-(?P<split>.+)\.tfrecord-(?P<i>\d{5})-of-(?P<n>\d{5})")
 
 
-
 def _owned(shard: Shard, offset: int, index: int) -> bool:
     """Whether record ``index`` of a file whose first record is global record ``offset`` is
     this worker's."""
     return shard.owns(offset + index)
+
 
 class MoviA(IterableDataset):
     """Streams MOVi-A clips or frame pairs of one split.
@@ -78,9 +75,7 @@ class MoviA(IterableDataset):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if source_resolution not in SOURCE_RESOLUTIONS:
-            raise ValueError(
-                f"source_resolution must be one of {SOURCE_RESOLUTIONS}, got {source_resolution}"
-            )
+            raise ValueError(f"source_resolution must be one of {SOURCE_RESOLUTIONS}, got {source_resolution}")
         if resolution < 1:
             raise ValueError(f"resolution must be positive, got {resolution}")
         self.mode = mode
@@ -109,23 +104,18 @@ class MoviA(IterableDataset):
                 shards[int(match["i"])] = (int(match["n"]), path)
         if split not in found:
             raise DatasetFormatError(
-                f"{self.folder}: no shards movi_a-{split}.tfrecord-NNNNN-of-MMMMM "
-                f"(splits found: {sorted(found)})"
+                f"{self.folder}: no shards movi_a-{split}.tfrecord-NNNNN-of-MMMMM (splits found: {sorted(found)})"
             )
         totals = {n for n, _ in found[split].values()}
         if len(totals) != 1:
-            raise DatasetFormatError(
-                f"{self.folder}: {split} shards disagree on the shard count: {sorted(totals)}"
-            )
+            raise DatasetFormatError(f"{self.folder}: {split} shards disagree on the shard count: {sorted(totals)}")
         total = totals.pop()
         for i in range(total):
             if i not in found[split]:
                 missing = self.folder / f"movi_a-{split}.tfrecord-{i:05d}-of-{total:05d}"
                 raise DatasetFormatError(f"missing shard {missing}")
         if max(found[split]) >= total:
-            raise DatasetFormatError(
-                f"{self.folder}: {split} shard index {max(found[split])} out of 0..{total - 1}"
-            )
+            raise DatasetFormatError(f"{self.folder}: {split} shard index {max(found[split])} out of 0..{total - 1}")
         return [found[split][i][1] for i in range(total)]
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor | int]]:
@@ -168,9 +158,7 @@ class MoviA(IterableDataset):
             seg = decode_png(segmentation, ("L",), f"{where}: segmentation frame {t}")
             for name, shape in (("video", rgb.shape[:2]), ("segmentation", seg.shape)):
                 if shape != side:
-                    raise DatasetFormatError(
-                        f"{where}: {name} frame {t} has size {shape}, expected {side}"
-                    )
+                    raise DatasetFormatError(f"{where}: {name} frame {t} has size {shape}, expected {side}")
             video.append(image_to_tensor(rgb))
             labels.append(torch.from_numpy(seg.astype(np.int64)))
         return (

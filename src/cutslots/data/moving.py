@@ -90,8 +90,9 @@ class MovingScenes(Dataset):
         *,
         object_radius: tuple[float, float] = RADIUS_RANGE,
     ) -> None:
-        validate_scene_args(variant, split, size, num_videos, "num_videos", min_objects, max_objects, seed,
-                            object_radius)
+        validate_scene_args(
+            variant, split, size, num_videos, "num_videos", min_objects, max_objects, seed, object_radius
+        )
         if isinstance(num_frames, bool) or not isinstance(num_frames, int):
             raise TypeError(f"num_frames must be an int, got {type(num_frames).__name__}")
         if num_frames < 2:
@@ -101,9 +102,18 @@ class MovingScenes(Dataset):
         self.object_radius = object_radius
         self._arrays: dict[str, np.ndarray] | None = None
         if cache_dir is not None:
-            params = {"generator": GENERATOR_VERSION, "variant": variant, "split": split, "size": size,
-                      "num_videos": num_videos, "num_frames": num_frames, "min_objects": min_objects,
-                      "max_objects": max_objects, "seed": seed, "object_radius": list(object_radius)}
+            params = {
+                "generator": GENERATOR_VERSION,
+                "variant": variant,
+                "split": split,
+                "size": size,
+                "num_videos": num_videos,
+                "num_frames": num_frames,
+                "min_objects": min_objects,
+                "max_objects": max_objects,
+                "seed": seed,
+                "object_radius": list(object_radius),
+            }
             self._arrays = load_or_build(cache_dir, f"moving-{variant}-{split}-{size}", params, self._build_all)
 
     def __len__(self) -> int:

@@ -38,8 +38,17 @@ from cutslots.data.clevrtex import ClevrTex
 from cutslots.data.moving import FramePairs, MovingScenes
 from cutslots.data.synthetic import SyntheticScenes
 
-__all__ = ["CLEVR_SPLITS", "IMAGE_DATASETS", "VIDEO_DATASETS", "StreamedFrames", "Unit", "VideoFrames",
-           "build_dataset", "build_video_dataset", "eval_sets"]
+__all__ = [
+    "CLEVR_SPLITS",
+    "IMAGE_DATASETS",
+    "VIDEO_DATASETS",
+    "StreamedFrames",
+    "Unit",
+    "VideoFrames",
+    "build_dataset",
+    "build_video_dataset",
+    "eval_sets",
+]
 
 # Synthetic data has no fixed size: these are the defaults when num_train / num_eval are null.
 SYNTHETIC_TRAIN, SYNTHETIC_EVAL = 10_000, 500
@@ -91,13 +100,14 @@ def build_dataset(data: DataConfig, split: str, variant: str | None = None) -> D
         raise ValueError(f"data.variant: ClevrTex variants are {clevrtex.VARIANTS}, got {variant!r}")
     # outd has no split of its own: all of it is evaluation data.
     assert data.root is not None  # DataConfig requires a root for clevrtex
-    ds = ClevrTex(data.root, variant=variant, split=None if variant == "outd" else split,
-                  resolution=data.image_size)
+    ds = ClevrTex(data.root, variant=variant, split=None if variant == "outd" else split, resolution=data.image_size)
     if count is None:
         return ds
     if count > len(ds):
-        raise ValueError(f"data.{count_key}: {count} images asked for, but ClevrTex {variant} "
-                         f"{split} has only {len(ds)} under {ds.folder}")
+        raise ValueError(
+            f"data.{count_key}: {count} images asked for, but ClevrTex {variant} "
+            f"{split} has only {len(ds)} under {ds.folder}"
+        )
     return Subset(ds, range(count))
 
 
@@ -110,13 +120,19 @@ def _clevr(data: DataConfig, split: str, variant: str, count: int | None, count_
     start, end = CLEVR_SPLITS[split]
     if count is not None:
         if end is not None and count > end - start:
-            raise ValueError(f"data.{count_key}: {count} records asked for, but CLEVR split "
-                             f"{split!r} holds records [{start}, {end}) only")
+            raise ValueError(
+                f"data.{count_key}: {count} records asked for, but CLEVR split "
+                f"{split!r} holds records [{start}, {end}) only"
+            )
         end = start + count
     assert data.root is not None  # DataConfig requires a root for clevr
-    return ClevrWithMasks(data.root, split, data.image_size,
-                          splits={**CLEVR_SPLITS, split: (start, end)},
-                          max_objects=CLEVR_VARIANTS[variant])
+    return ClevrWithMasks(
+        data.root,
+        split,
+        data.image_size,
+        splits={**CLEVR_SPLITS, split: (start, end)},
+        max_objects=CLEVR_VARIANTS[variant],
+    )
 
 
 def eval_sets(data: DataConfig) -> dict[str, Dataset]:

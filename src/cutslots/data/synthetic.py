@@ -262,8 +262,13 @@ def _background_colors(rng: np.random.Generator, spec: VariantSpec) -> np.ndarra
     return np.stack([light, _color(rng, rng.uniform(), (0.0, 0.35), (0.1, 0.4))])
 
 
-def sample_scene(rng: np.random.Generator, variant: str, size: int, num_objects: int,
-                 radius_range: tuple[float, float] = RADIUS_RANGE) -> Scene:
+def sample_scene(
+    rng: np.random.Generator,
+    variant: str,
+    size: int,
+    num_objects: int,
+    radius_range: tuple[float, float] = RADIUS_RANGE,
+) -> Scene:
     """Draw a background and ``num_objects`` objects placed so each stays visible (see module doc);
     object radii are uniform in ``radius_range`` (fractions of ``size``)."""
     spec = VARIANTS[variant]
@@ -310,16 +315,29 @@ def sample_scene(rng: np.random.Generator, variant: str, size: int, num_objects:
     return Scene(background, tuple(objects))
 
 
-def validate_scene_args(variant: str, split: str, size: int, count: int, count_name: str,
-                        min_objects: int, max_objects: int, seed: int,
-                        object_radius: tuple[float, float] = RADIUS_RANGE) -> None:
+def validate_scene_args(
+    variant: str,
+    split: str,
+    size: int,
+    count: int,
+    count_name: str,
+    min_objects: int,
+    max_objects: int,
+    seed: int,
+    object_radius: tuple[float, float] = RADIUS_RANGE,
+) -> None:
     """Shared argument checks of the scene datasets; raises ValueError/TypeError naming the argument."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
     if split not in SPLITS:
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
-    for name, value in (("size", size), (count_name, count), ("min_objects", min_objects),
-                        ("max_objects", max_objects), ("seed", seed)):
+    for name, value in (
+        ("size", size),
+        (count_name, count),
+        ("min_objects", min_objects),
+        ("max_objects", max_objects),
+        ("seed", seed),
+    ):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if size < MIN_SIZE:
@@ -333,9 +351,12 @@ def validate_scene_args(variant: str, split: str, size: int, count: int, count_n
         )
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
-    if (not isinstance(object_radius, tuple) or len(object_radius) != 2
-            or not all(isinstance(r, float) for r in object_radius)
-            or not 0.0 < object_radius[0] <= object_radius[1] <= MAX_RADIUS):
+    if (
+        not isinstance(object_radius, tuple)
+        or len(object_radius) != 2
+        or not all(isinstance(r, float) for r in object_radius)
+        or not 0.0 < object_radius[0] <= object_radius[1] <= MAX_RADIUS
+    ):
         raise ValueError(
             f"object_radius must be a tuple (low, high) of floats with 0 < low <= high <= {MAX_RADIUS} "
             f"(fractions of the image size), got {object_radius!r}"
@@ -365,16 +386,25 @@ class SyntheticScenes(Dataset):
         *,
         object_radius: tuple[float, float] = RADIUS_RANGE,
     ) -> None:
-        validate_scene_args(variant, split, size, num_images, "num_images", min_objects, max_objects, seed,
-                            object_radius)
+        validate_scene_args(
+            variant, split, size, num_images, "num_images", min_objects, max_objects, seed, object_radius
+        )
         self.variant, self.split, self.size, self.num_images = variant, split, size, num_images
         self.min_objects, self.max_objects, self.seed = min_objects, max_objects, seed
         self.object_radius = object_radius
         self._arrays: dict[str, np.ndarray] | None = None
         if cache_dir is not None:
-            params = {"generator": GENERATOR_VERSION, "variant": variant, "split": split, "size": size,
-                      "num_images": num_images, "min_objects": min_objects, "max_objects": max_objects, "seed": seed,
-                      "object_radius": list(object_radius)}
+            params = {
+                "generator": GENERATOR_VERSION,
+                "variant": variant,
+                "split": split,
+                "size": size,
+                "num_images": num_images,
+                "min_objects": min_objects,
+                "max_objects": max_objects,
+                "seed": seed,
+                "object_radius": list(object_radius),
+            }
             self._arrays = load_or_build(cache_dir, f"synthetic-{variant}-{split}-{size}", params, self._build_all)
 
     def __len__(self) -> int:

@@ -52,12 +52,7 @@ def masked_crc32c(data: bytes) -> int:
 def frame_record(data: bytes) -> bytes:
     """One record framed exactly as TensorFlow writes it."""
     length = struct.pack("<Q", len(data))
-    return (
-        length
-        + struct.pack("<I", masked_crc32c(length))
-        + data
-        + struct.pack("<I", masked_crc32c(data))
-    )
+    return length + struct.pack("<I", masked_crc32c(length)) + data + struct.pack("<I", masked_crc32c(data))
 
 
 def write_tfrecord(path: Path, records: Iterable[bytes], compression: Compression = None) -> None:
@@ -99,9 +94,7 @@ def iter_records(
             header = _read(f, _HEADER, path, index)
             if not header:
                 if stop is not None:
-                    raise DatasetFormatError(
-                        f"{path}: holds only {index} records, expected at least {stop}"
-                    )
+                    raise DatasetFormatError(f"{path}: holds only {index} records, expected at least {stop}")
                 break
             if len(header) < _HEADER:
                 raise DatasetFormatError(f"{path}: record {index}: truncated record header")
@@ -221,9 +214,7 @@ class ExampleView:
 
     def _raw(self, key: str) -> bytes:
         if key not in self._features:
-            raise DatasetFormatError(
-                f"{self.where}: missing feature {key!r} (present: {sorted(self._features)})"
-            )
+            raise DatasetFormatError(f"{self.where}: missing feature {key!r} (present: {sorted(self._features)})")
         return self._features[key]
 
     def _feature(self, key: str, kind: str) -> example_pb2.Feature:
@@ -265,16 +256,12 @@ class ExampleView:
         wire = np.frombuffer(lists[0], np.uint8)
         triples = wire.reshape(-1, 3) if wire.size % 3 == 0 else None
         if triples is None or not ((triples[:, 0] == 0x0A).all() and (triples[:, 1] == 1).all()):
-            raise DatasetFormatError(
-                f"{self.where}: feature {key!r} does not hold one byte per bytes_list entry"
-            )
+            raise DatasetFormatError(f"{self.where}: feature {key!r} does not hold one byte per bytes_list entry")
         return self._check_count(key, triples[:, 2].copy(), count)
 
     def _check_count(self, key: str, values: np.ndarray, count: int | None) -> np.ndarray:
         if count is not None and values.size != count:
-            raise DatasetFormatError(
-                f"{self.where}: feature {key!r} has {values.size} values, expected {count}"
-            )
+            raise DatasetFormatError(f"{self.where}: feature {key!r} has {values.size} values, expected {count}")
         return values
 
 

@@ -98,9 +98,7 @@ def resize_mask(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 image ``(H, W, 3)`` -> float32 ``(3, H, W)`` in [0, 1]."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(
-            f"image must be a uint8 array of shape (H, W, 3), got {image.dtype} {image.shape}"
-        )
+        raise ValueError(f"image must be a uint8 array of shape (H, W, 3), got {image.dtype} {image.shape}")
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)
 
 
@@ -113,9 +111,7 @@ def decode_png(source: bytes | Path, modes: Collection[str], where: str) -> np.n
             if img.format != "PNG":
                 raise DatasetFormatError(f"{where}: expected a PNG, found {img.format}")
             if img.mode not in modes:
-                raise DatasetFormatError(
-                    f"{where}: PNG mode {img.mode!r}, expected one of {sorted(modes)}"
-                )
+                raise DatasetFormatError(f"{where}: PNG mode {img.mode!r}, expected one of {sorted(modes)}")
             return np.array(img)
     except FileNotFoundError:
         raise

@@ -50,9 +50,7 @@ class MatchingInstances:
         """Edge features of instance ``k``: ``(side * side, 2F)``, row ``i * side + j`` is
         ``[left_i, right_j]`` (the representation of Wilder et al.)."""
         n, m = self.target.shape[1:]
-        return np.concatenate(
-            [np.repeat(self.left[k], m, axis=0), np.tile(self.right[k], (n, 1))], axis=1
-        )
+        return np.concatenate([np.repeat(self.left[k], m, axis=0), np.tile(self.right[k], (n, 1))], axis=1)
 
 
 def _fiedler_vector(adj: np.ndarray) -> np.ndarray:
@@ -126,7 +124,7 @@ def partition_graph(adjacency: sp.spmatrix, num_parts: int) -> np.ndarray:
         k1 = k // 2
         sub = dense[np.ix_(nodes, nodes)]
         first_half = np.zeros(nodes.size, dtype=bool)
-        first_half[np.argsort(_fiedler_vector(sub), kind="stable")[: int(round(nodes.size * k1 / k))]] = True
+        first_half[np.argsort(_fiedler_vector(sub), kind="stable")[: round(nodes.size * k1 / k)]] = True
         first_half = _swap_refine(sub, first_half, maximize_cut=False)
         split(nodes[first_half], k1, first)
         split(nodes[~first_half], k - k1, first + k1)

@@ -17,8 +17,9 @@ import csv
 import itertools
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset, IterableDataset
@@ -45,6 +46,7 @@ def _first_items(ds: Dataset, n: int) -> list[dict[str, Any]]:
 
 def _eval_fn(sets: Mapping[str, Dataset], batch_size: int, max_images: int | None):
     """Periodic evaluation: ``{"<set>/<metric>": mean}`` (logged as ``eval/<set>/<metric>``)."""
+
     def run(model: torch.nn.Module, step: int) -> dict[str, float]:
         device = next(model.parameters()).device
         scalars = {}
@@ -70,8 +72,11 @@ def read_scalars(out_dir: Path) -> dict[str, tuple[list[int], list[float]]]:
 
 
 # (scalar suffix, legend) of the learning curve, for every evaluation set.
-_CURVE_METRICS = (("ari_fg", "decoder ARI-FG"), ("grouping_ari_fg", "grouping ARI-FG"),
-                  ("static_ari_fg", "static baseline ARI-FG"))
+_CURVE_METRICS = (
+    ("ari_fg", "decoder ARI-FG"),
+    ("grouping_ari_fg", "grouping ARI-FG"),
+    ("static_ari_fg", "static baseline ARI-FG"),
+)
 
 
 def training_curves(out_dir: Path) -> list[Path]:
@@ -83,8 +88,12 @@ def training_curves(out_dir: Path) -> list[Path]:
     loss = {"train loss (MSE)": curves["train/loss"]}
     figures = [save_figure(curve_figure(loss), out_dir / "loss.png")]
     sets = [name.split("/")[1] for name in curves if name.startswith("eval/") and name.endswith("/ari_fg")]
-    evaluated = {f"{ds}: {legend}": curves[f"eval/{ds}/{key}"] for ds in sets
-                 for key, legend in _CURVE_METRICS if f"eval/{ds}/{key}" in curves}
+    evaluated = {
+        f"{ds}: {legend}": curves[f"eval/{ds}/{key}"]
+        for ds in sets
+        for key, legend in _CURVE_METRICS
+        if f"eval/{ds}/{key}" in curves
+    }
     if evaluated:
         figures.append(save_figure(learning_curve_figure(loss, evaluated), out_dir / "learning_curve.png"))
     return figures
@@ -99,8 +108,7 @@ def final_report(
     for name, ds in sets.items():
         shown = _first_items(ds, 4)
         if not shown:
-            raise ValueError(f"evaluation set {name!r} is empty (check data.root, the variant "
-                             "and data.num_eval)")
+            raise ValueError(f"evaluation set {name!r} is empty (check data.root, the variant and data.num_eval)")
         result = evaluate(model, ds, batch_size, device)
         metrics[name] = {"num_images": result["num_images"], **result["summary"]}
         verdict = grouping_verdict(result["summary"])
@@ -192,15 +200,18 @@ def format_grouping_table(metrics: Mapping[str, Mapping[str, Any]]) -> str | Non
     rows = {name: m for name, m in metrics.items() if "grouping_ari_fg" in m}
     if not rows:
         return None
-    lines = ["| set | grouping mIoU (%) | grouping ARI-FG (%) | static mIoU (%) | "
-             "static ARI-FG (%) | image dependence |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| set | grouping mIoU (%) | grouping ARI-FG (%) | static mIoU (%) | static ARI-FG (%) | image dependence |",
+        "|---|---|---|---|---|---|",
+    ]
     verdicts = []
     for name, m in rows.items():
-        cells = [f"{100 * m[k]['mean']:.2f} ± {100 * m[k]['std']:.2f}"
-                 for k in ("grouping_miou", "grouping_ari_fg", "static_miou", "static_ari_fg")]
+        cells = [
+            f"{100 * m[k]['mean']:.2f} ± {100 * m[k]['std']:.2f}"
+            for k in ("grouping_miou", "grouping_ari_fg", "static_miou", "static_ari_fg")
+        ]
         dependence = m["image_dependence"]
-        lines.append(f"| {name} | {' | '.join(cells)} | "
-                     f"{dependence['mean']:.3f} ± {dependence['std']:.3f} |")
+        lines.append(f"| {name} | {' | '.join(cells)} | {dependence['mean']:.3f} ± {dependence['std']:.3f} |")
         verdicts.append(f"{name}: {m['grouping_verdict']}")
     return "\n".join(lines + [""] + verdicts)
 

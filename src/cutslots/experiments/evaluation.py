@@ -34,8 +34,15 @@ from torch.utils.data import DataLoader, Dataset
 from cutslots.experiments.common import eval_mode
 from cutslots.metrics import ari, masks_to_labels, miou, mse_per_image, summarize
 
-GROUPING_METRICS = ("grouping_ari", "grouping_ari_fg", "grouping_miou", "image_dependence",
-                    "static_ari", "static_ari_fg", "static_miou")
+GROUPING_METRICS = (
+    "grouping_ari",
+    "grouping_ari_fg",
+    "grouping_miou",
+    "image_dependence",
+    "static_ari",
+    "static_ari_fg",
+    "static_miou",
+)
 # Grouping ARI-FG must beat its static baseline by this much (in [0, 1]) to count as discovery.
 DISCOVERY_MARGIN = 0.10
 
@@ -52,7 +59,9 @@ def predicted_labels(out: Mapping[str, torch.Tensor], size: Sequence[int]) -> to
     return masks_to_labels(upsample_masks(out["masks"], size))
 
 
-def segmentation_metrics(true: torch.Tensor, pred: torch.Tensor, num_segments: int, prefix: str = "") -> dict[str, np.ndarray]:
+def segmentation_metrics(
+    true: torch.Tensor, pred: torch.Tensor, num_segments: int, prefix: str = ""
+) -> dict[str, np.ndarray]:
     """ARI, ARI-FG and mIoU per image of ``pred`` against ``true`` (both (B, H, W) labels)."""
     return {
         f"{prefix}ari": ari(true, pred),
@@ -61,7 +70,9 @@ def segmentation_metrics(true: torch.Tensor, pred: torch.Tensor, num_segments: i
     }
 
 
-def batch_metrics(images: torch.Tensor, true_masks: torch.Tensor, out: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+def batch_metrics(
+    images: torch.Tensor, true_masks: torch.Tensor, out: Mapping[str, torch.Tensor]
+) -> dict[str, np.ndarray]:
     """Per-image metrics for one batch: ``images (B,3,H,W)``, ``true_masks (B,H,W)`` int labels.
 
     Decoder metrics always; the grouping's own metrics when ``out`` has ``"grouping_masks"``."""
@@ -183,6 +194,5 @@ def grouping_verdict(summary: Mapping[str, Mapping[str, float]]) -> str | None:
     if not grouping > static:
         return f"not discovering objects: {numbers}"
     if grouping - static < DISCOVERY_MARGIN:
-        return (f"not clearly discovering objects: {numbers}, "
-                f"less than {100 * DISCOVERY_MARGIN:.0f} points above it")
+        return f"not clearly discovering objects: {numbers}, less than {100 * DISCOVERY_MARGIN:.0f} points above it"
     return f"beats its static baseline by {100 * (grouping - static):.1f} points: {numbers}"

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset
 
 from cutslots.config import ExperimentConfig, save_config
 from cutslots.data.registry import VIDEO_DATASETS, Unit, build_video_dataset
@@ -145,7 +145,9 @@ def evaluate_video(
             result.update({f"grouping_{key}": grouped[key] for key, _ in TABLE2_COLUMNS})
         return result
 
-    merged, seen = score_batches(model, _clip_batches(clips, batch_size), score, max_clips, "clips: the dataset yielded no clips")
+    merged, seen = score_batches(
+        model, _clip_batches(clips, batch_size), score, max_clips, "clips: the dataset yielded no clips"
+    )
     return {"per_clip": merged, "summary": summarize(merged), "num_clips": seen}
 
 
@@ -311,14 +313,16 @@ def run_video_experiment(config: ExperimentConfig, resume: bool = False, eval_ba
     train_set = build_video_dataset(config.data, "train", unit)
     clips = build_video_dataset(config.data, "eval", "clips")
     periodic = _eval_fn(clips, eval_batch_size, max_clips=16) if config.train.eval_every else None
-    summary = train(model, train_set, config.train, periodic, resume=resume, experiment=config,
-                    input_key=INPUT_KEYS[unit])
+    summary = train(
+        model, train_set, config.train, periodic, resume=resume, experiment=config, input_key=INPUT_KEYS[unit]
+    )
     if not is_main():
         return {"summary": summary}
     save_config(config, out_dir / "config.yaml")
     device = next(model.parameters()).device
-    report = video_report(model, clips, out_dir, METHOD_NAMES[config.model.grouping.kind], eval_batch_size, device,
-                          config.data.num_eval)
+    report = video_report(
+        model, clips, out_dir, METHOD_NAMES[config.model.grouping.kind], eval_batch_size, device, config.data.num_eval
+    )
     report["summary"] = summary
     return report
 
@@ -341,7 +345,14 @@ def evaluate_video_checkpoint(
     model.to(device)
     clips = build_video_dataset(config.data, "eval", "clips")
     out = Path(out_dir) if out_dir is not None else path.parent / "eval"
-    report = video_report(model, clips, out, METHOD_NAMES[config.model.grouping.kind], batch_size, torch.device(device),
-                          config.data.num_eval)
+    report = video_report(
+        model,
+        clips,
+        out,
+        METHOD_NAMES[config.model.grouping.kind],
+        batch_size,
+        torch.device(device),
+        config.data.num_eval,
+    )
     report["config"] = config
     return report

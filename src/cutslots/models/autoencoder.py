@@ -26,7 +26,6 @@ from torch import Tensor, nn
 from cutslots.models.encoders import check_images
 
 
-
 def _check_grouping_output(out: object, features: Tensor) -> dict[str, Tensor]:
     if not isinstance(out, dict):
         raise TypeError(f"grouping must return a dict, got {type(out).__name__}")
@@ -41,9 +40,7 @@ def _check_grouping_output(out: object, features: Tensor) -> dict[str, Tensor]:
         expected = (*slots.shape[:2], *features.shape[2:])
         if not isinstance(masks, Tensor) or tuple(masks.shape) != expected:
             shape = tuple(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__
-            raise ValueError(
-                f"grouping 'masks' must have shape (B, K, h, w) = {expected}, got {shape}"
-            )
+            raise ValueError(f"grouping 'masks' must have shape (B, K, h, w) = {expected}, got {shape}")
     return out
 
 
@@ -64,9 +61,7 @@ class SlotAutoencoder(nn.Module):
         grouped = _check_grouping_output(self.grouping(features), features)
         slot_recons, masks, recon = self.decoder(grouped["slots"])
         if recon.shape != images.shape:
-            raise ValueError(
-                f"decoder output {tuple(recon.shape)} does not match images {tuple(images.shape)}"
-            )
+            raise ValueError(f"decoder output {tuple(recon.shape)} does not match images {tuple(images.shape)}")
         out = {
             "recon": recon,
             "slot_recons": slot_recons,
@@ -84,7 +79,6 @@ class SlotAutoencoder(nn.Module):
             raise ValueError(f"out must contain 'recon', got keys {sorted(out)}")
         if out["recon"].shape != images.shape:
             raise ValueError(
-                f"out['recon'] has shape {tuple(out['recon'].shape)}, "
-                f"images has shape {tuple(images.shape)}"
+                f"out['recon'] has shape {tuple(out['recon'].shape)}, images has shape {tuple(images.shape)}"
             )
         return F.mse_loss(out["recon"], images)

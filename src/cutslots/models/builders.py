@@ -29,8 +29,10 @@ def _feature_size(image_size: int, broadcast: int) -> int:
     check_positive_int("image_size", image_size)
     ratio, remainder = divmod(image_size, broadcast)
     if image_size < _MIN_IMAGE_SIZE or image_size % _ENCODER_DOWNSAMPLING or remainder or ratio & (ratio - 1):
-        raise ValueError(f"image_size must be even, >= {_MIN_IMAGE_SIZE} and decoder.broadcast ({broadcast}) "
-                         f"* 2**n, got {image_size}")
+        raise ValueError(
+            f"image_size must be even, >= {_MIN_IMAGE_SIZE} and decoder.broadcast ({broadcast}) "
+            f"* 2**n, got {image_size}"
+        )
     return image_size // _ENCODER_DOWNSAMPLING
 
 
@@ -46,15 +48,33 @@ def build_grouping(model: ModelConfig, in_channels: int, size: int) -> nn.Module
     """The grouping of ``model.grouping`` on a ``size`` x ``size`` feature grid."""
     grouping = model.grouping
     if isinstance(grouping, SlotAttentionGroupingConfig):
-        return SlotAttentionGrouping(in_channels, model.num_slots, slot_dim=model.slot_dim,
-                                     resolution=(size, size), iters=grouping.iters, hidden_dim=grouping.mlp_hidden)
+        return SlotAttentionGrouping(
+            in_channels,
+            model.num_slots,
+            slot_dim=model.slot_dim,
+            resolution=(size, size),
+            iters=grouping.iters,
+            hidden_dim=grouping.mlp_hidden,
+        )
     assert isinstance(grouping, CutGroupingConfig)
     return CutSlotGrouping(
-        in_channels, model.num_slots, slot_dim=model.slot_dim, height=size, width=size, gamma=grouping.gamma,
-        background_slot=grouping.background_slot, temperature=grouping.temperature,
-        bg_temperature=grouping.bg_temperature, partition_hidden=grouping.hidden, mlp_hidden=grouping.mlp_hidden,
-        weight_activation=grouping.weight_activation, form=grouping.form, relaxation=grouping.relaxation,
-        init_scale=grouping.init_scale, position_embedding=grouping.position_embedding, pooling=grouping.pooling,
+        in_channels,
+        model.num_slots,
+        slot_dim=model.slot_dim,
+        height=size,
+        width=size,
+        gamma=grouping.gamma,
+        background_slot=grouping.background_slot,
+        temperature=grouping.temperature,
+        bg_temperature=grouping.bg_temperature,
+        partition_hidden=grouping.hidden,
+        mlp_hidden=grouping.mlp_hidden,
+        weight_activation=grouping.weight_activation,
+        form=grouping.form,
+        relaxation=grouping.relaxation,
+        init_scale=grouping.init_scale,
+        position_embedding=grouping.position_embedding,
+        pooling=grouping.pooling,
     )
 
 
@@ -62,8 +82,13 @@ def build_autoencoder(model: ModelConfig, image_size: int) -> SlotAutoencoder:
     """encoder -> grouping -> spatial broadcast decoder, for square images of ``image_size``."""
     size = _feature_size(image_size, model.decoder.broadcast)
     encoder = build_encoder(model.encoder, size)
-    decoder = SpatialBroadcastDecoder(model.slot_dim, out_size=image_size, broadcast=model.decoder.broadcast,
-                                      channels=model.decoder.channels, hidden_layers=model.decoder.layers)
+    decoder = SpatialBroadcastDecoder(
+        model.slot_dim,
+        out_size=image_size,
+        broadcast=model.decoder.broadcast,
+        channels=model.decoder.channels,
+        hidden_layers=model.decoder.layers,
+    )
     return SlotAutoencoder(encoder, build_grouping(model, encoder.channels, size), decoder)
 
 
@@ -73,6 +98,11 @@ def build_video_model(model: ModelConfig, image_size: int) -> nn.Module:
     base = build_autoencoder(model, image_size)
     if isinstance(model.grouping, SlotAttentionGroupingConfig):
         return base
-    matcher = SlotMatcher(model.num_slots, model.slot_dim, gamma=model.matching.gamma,
-                          temperature=model.matching.temperature, form=model.matching.form)
+    matcher = SlotMatcher(
+        model.num_slots,
+        model.slot_dim,
+        gamma=model.matching.gamma,
+        temperature=model.matching.temperature,
+        form=model.matching.form,
+    )
     return FramePairAutoencoder(base.encoder, base.grouping, base.decoder, matcher=matcher)

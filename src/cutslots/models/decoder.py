@@ -5,7 +5,8 @@ position embedding, upsampled by stride-2 transposed 5x5 convolutions to ``out_s
 through ``hidden_layers`` stride-1 5x5 convolutions there (Slot Attention's CLEVR decoder has 1;
 Watters et al.'s full-grid decoder 4), then mapped to 4 channels (RGB + alpha logit). Alpha
 logits are normalised with a softmax across slots, so the masks partition every pixel, and the
-image is the mask-weighted sum of the per-slot RGB reconstructions. RGB is left unbounded (no squashing), in the [0, 1] image scale.
+image is the mask-weighted sum of the per-slot RGB reconstructions. RGB is left unbounded (no
+squashing), in the [0, 1] image scale.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ def _num_upsamplings(out_size: int, broadcast: int) -> int:
     ratio, remainder = divmod(out_size, broadcast)
     if remainder != 0 or ratio & (ratio - 1) != 0:
         raise ValueError(
-            f"out_size must be broadcast * 2**n for an integer n >= 0 "
-            f"(broadcast={broadcast}), got out_size={out_size}"
+            f"out_size must be broadcast * 2**n for an integer n >= 0 (broadcast={broadcast}), got out_size={out_size}"
         )
     return ratio.bit_length() - 1
 
@@ -74,10 +74,7 @@ class SpatialBroadcastDecoder(nn.Module):
         if not isinstance(slots, Tensor) or not slots.is_floating_point():
             raise TypeError("slots must be a floating-point torch.Tensor")
         if slots.dim() != 3 or slots.shape[2] != self.slot_dim or slots.shape[1] < 1:
-            raise ValueError(
-                f"slots must have shape (B, K, {self.slot_dim}) with K >= 1, "
-                f"got {tuple(slots.shape)}"
-            )
+            raise ValueError(f"slots must have shape (B, K, {self.slot_dim}) with K >= 1, got {tuple(slots.shape)}")
         batch, num_slots, dim = slots.shape
         size = self.broadcast
         grid = slots.reshape(batch * num_slots, dim, 1, 1).expand(-1, -1, size, size)

@@ -80,9 +80,7 @@ class CNNEncoder(nn.Module):
         self.channels = channels
         self.out_size = out_size
         self.stem = _StridedStem(3, channels)
-        self.convs = nn.ModuleList(
-            nn.Conv2d(channels, channels, 5, padding=2) for _ in range(3)
-        )
+        self.convs = nn.ModuleList(nn.Conv2d(channels, channels, 5, padding=2) for _ in range(3))
 
     def forward(self, images: Tensor) -> Tensor:
         check_images(images)

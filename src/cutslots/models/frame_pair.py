@@ -61,9 +61,7 @@ class FramePairAutoencoder(nn.Module):
     - ``"grouping_<name>"``: the grouping's other outputs, (B, 2, ...) when per image.
     """
 
-    def __init__(
-        self, encoder: nn.Module, grouping: nn.Module, decoder: nn.Module, *, matcher: SlotMatcher
-    ) -> None:
+    def __init__(self, encoder: nn.Module, grouping: nn.Module, decoder: nn.Module, *, matcher: SlotMatcher) -> None:
         super().__init__()
         if not isinstance(matcher, SlotMatcher):
             raise TypeError(f"matcher must be a SlotMatcher, got {type(matcher).__name__}")

@@ -102,18 +102,28 @@ class CutSlotGrouping(nn.Module):
             raise ValueError(f"position_embedding must be one of {POSITION_USES}, got {position_embedding!r}")
         self.num_slots, self.slot_dim = num_slots, slot_dim
         self.position_use = position_embedding
-        self.position = (nn.Identity() if position_embedding == "none"
-                         else LearnedPositionEmbedding(in_channels, height, width))
-        options: dict[str, Any] = dict(
-            height=height, width=width, gamma=gamma, temperature=temperature, hidden=partition_hidden,
-            weight_activation=weight_activation, feature_mlp=feature_mlp, form=form, engine=engine,
-            relaxation=relaxation, init_scale=init_scale)
-        self.partition: KPartition = (BackgroundKPartition(in_channels, num_slots, bg_temperature=bg_temperature,
-                                                           **options)
-                                      if background_slot else KPartition(in_channels, num_slots, **options))
-        self.mlp = nn.Sequential(
-            nn.Linear(in_channels, mlp_hidden), nn.ReLU(), nn.Linear(mlp_hidden, slot_dim)
+        self.position = (
+            nn.Identity() if position_embedding == "none" else LearnedPositionEmbedding(in_channels, height, width)
         )
+        options: dict[str, Any] = dict(
+            height=height,
+            width=width,
+            gamma=gamma,
+            temperature=temperature,
+            hidden=partition_hidden,
+            weight_activation=weight_activation,
+            feature_mlp=feature_mlp,
+            form=form,
+            engine=engine,
+            relaxation=relaxation,
+            init_scale=init_scale,
+        )
+        self.partition: KPartition = (
+            BackgroundKPartition(in_channels, num_slots, bg_temperature=bg_temperature, **options)
+            if background_slot
+            else KPartition(in_channels, num_slots, **options)
+        )
+        self.mlp = nn.Sequential(nn.Linear(in_channels, mlp_hidden), nn.ReLU(), nn.Linear(mlp_hidden, slot_dim))
 
     def forward(self, features: Tensor) -> dict[str, Tensor]:
         positioned = self.position(features)  # (B, C, H, W); validates the shape
@@ -147,9 +157,7 @@ class SlotAttentionGrouping(nn.Module):
         super().__init__()
         self.position = SoftPositionEmbed(in_channels, resolution)
         self.norm = nn.LayerNorm(in_channels)
-        self.mlp = nn.Sequential(
-            nn.Linear(in_channels, in_channels), nn.ReLU(), nn.Linear(in_channels, slot_dim)
-        )
+        self.mlp = nn.Sequential(nn.Linear(in_channels, in_channels), nn.ReLU(), nn.Linear(in_channels, slot_dim))
         self.slot_attention = SlotAttention(num_slots, slot_dim, iters=iters, hidden_dim=hidden_dim)
 
     def forward(self, features: Tensor) -> dict[str, Tensor]:

@@ -16,11 +16,10 @@ see :func:`cutslots.qp.gamma_from_paper`).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
+from cutslots.checks import check_positive_float, check_positive_int
 from cutslots.qp.matching import MatchingForm, MatchingQP
 
 
@@ -48,19 +47,12 @@ class SlotMatcher(nn.Module):
         form: MatchingForm = "perfect",
     ) -> None:
         super().__init__()
-        if isinstance(slot_dim, bool) or not isinstance(slot_dim, int) or slot_dim < 1:
-            raise ValueError(f"slot_dim must be a positive int, got {slot_dim!r}")
-        if (
-            isinstance(temperature, bool)
-            or not isinstance(temperature, (int, float))
-            or not math.isfinite(temperature)
-            or temperature <= 0
-        ):
-            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        check_positive_int("slot_dim", slot_dim)
+        temperature = check_positive_float("temperature", temperature)
         self.qp = MatchingQP(num_slots, gamma=gamma, form=form)  # validates num_slots, gamma, form
         self.num_slots = num_slots
         self.slot_dim = slot_dim
-        self.temperature = float(temperature)
+        self.temperature = temperature
         self.mlp = nn.Sequential(nn.Linear(slot_dim, slot_dim), nn.ReLU(), nn.Linear(slot_dim, slot_dim))
 
     def matching(self, s: Tensor, t: Tensor) -> Tensor:

@@ -148,9 +148,7 @@ class ParallelCuts(nn.Module):
         check_positive_int("num_cuts", num_cuts)
         check_positive_int("hidden", hidden)
         if weight_activation not in WEIGHT_ACTIVATIONS:
-            raise ValueError(
-                f"weight_activation must be one of {WEIGHT_ACTIVATIONS}, got {weight_activation!r}"
-            )
+            raise ValueError(f"weight_activation must be one of {WEIGHT_ACTIVATIONS}, got {weight_activation!r}")
         self.in_channels, self.num_cuts = in_channels, num_cuts
         self.weight_activation = weight_activation
         self.cnn = score_cnn(in_channels, hidden, _NUM_EDGE_CHANNELS * num_cuts, init_scale)
@@ -196,8 +194,13 @@ class UnaryScores(nn.Module):
         init_scale: float = 1.0,
     ) -> None:
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("num_cuts", num_cuts), ("height", height),
-                            ("width", width), ("hidden", hidden)):
+        for name, value in (
+            ("in_channels", in_channels),
+            ("num_cuts", num_cuts),
+            ("height", height),
+            ("width", width),
+            ("hidden", hidden),
+        ):
             check_positive_int(name, value)
         if relaxation not in ("identity", "green_filter"):
             raise ValueError(f"relaxation must be 'identity' or 'green_filter', got {relaxation!r}")
@@ -236,12 +239,23 @@ def part_scores(
 ) -> ParallelCuts | UnaryScores:
     """The scorer of a partition: :class:`ParallelCuts` for ``"cut"``, else the ablation."""
     if relaxation == "cut":
-        return ParallelCuts(in_channels, num_cuts, height=height, width=width, gamma=gamma, hidden=hidden,
-                            weight_activation=weight_activation, form=form, engine=engine, init_scale=init_scale)
+        return ParallelCuts(
+            in_channels,
+            num_cuts,
+            height=height,
+            width=width,
+            gamma=gamma,
+            hidden=hidden,
+            weight_activation=weight_activation,
+            form=form,
+            engine=engine,
+            init_scale=init_scale,
+        )
     if relaxation not in RELAXATIONS:
         raise ValueError(f"relaxation must be one of {RELAXATIONS}, got {relaxation!r}")
-    return UnaryScores(in_channels, num_cuts, height=height, width=width, relaxation=relaxation, hidden=hidden,
-                       init_scale=init_scale)
+    return UnaryScores(
+        in_channels, num_cuts, height=height, width=width, relaxation=relaxation, hidden=hidden, init_scale=init_scale
+    )
 
 
 class KPartition(nn.Module):
@@ -287,15 +301,25 @@ class KPartition(nn.Module):
         super().__init__()
         check_positive_int("num_parts", num_parts)
         if num_parts < self.min_parts:
-            raise ValueError(f"num_parts must be >= {self.min_parts} (background + at least one object), "
-                             f"got {num_parts}")
+            raise ValueError(
+                f"num_parts must be >= {self.min_parts} (background + at least one object), got {num_parts}"
+            )
         if not isinstance(feature_mlp, bool):
             raise TypeError(f"feature_mlp must be a bool, got {type(feature_mlp).__name__}")
         self.num_parts = num_parts
         self.temperature = check_positive_float("temperature", temperature)
         self.cuts = part_scores(
-            relaxation, in_channels, self.num_cuts, height=height, width=width, gamma=gamma, hidden=hidden,
-            weight_activation=weight_activation, form=form, engine=engine, init_scale=init_scale,
+            relaxation,
+            in_channels,
+            self.num_cuts,
+            height=height,
+            width=width,
+            gamma=gamma,
+            hidden=hidden,
+            weight_activation=weight_activation,
+            form=form,
+            engine=engine,
+            init_scale=init_scale,
         )
         self.feature_mlp = pixel_mlp(in_channels, hidden) if feature_mlp else None
 

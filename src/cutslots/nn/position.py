@@ -14,10 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-
-def _check_size(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+from cutslots.checks import check_positive_int
 
 
 def build_grid(h: int, w: int) -> Tensor:
@@ -25,8 +22,8 @@ def build_grid(h: int, w: int) -> Tensor:
 
     ``x[i, j] = j / (w - 1)`` and ``y[i, j] = i / (h - 1)`` (0 when the side has one pixel).
     """
-    _check_size("h", h)
-    _check_size("w", w)
+    check_positive_int("h", h)
+    check_positive_int("w", w)
     ys = torch.linspace(0.0, 1.0, h)
     xs = torch.linspace(0.0, 1.0, w)
     y, x = torch.meshgrid(ys, xs, indexing="ij")  # both (h, w)
@@ -39,10 +36,7 @@ def _check_features(features: Tensor, channels: int, size: tuple[int, int]) -> N
         raise TypeError(f"features must be a torch.Tensor, got {type(features).__name__}")
     expected = (channels, *size)
     if features.dim() != 4 or tuple(features.shape[1:]) != expected:
-        raise ValueError(
-            f"features must have shape (B, {channels}, {size[0]}, {size[1]}), "
-            f"got {tuple(features.shape)}"
-        )
+        raise ValueError(f"features must have shape (B, {channels}, {size[0]}, {size[1]}), got {tuple(features.shape)}")
 
 
 class SoftPositionEmbed(nn.Module):
@@ -52,11 +46,11 @@ class SoftPositionEmbed(nn.Module):
 
     def __init__(self, channels: int, resolution: tuple[int, int]) -> None:
         super().__init__()
-        _check_size("channels", channels)
+        check_positive_int("channels", channels)
         if not isinstance(resolution, (tuple, list)) or len(resolution) != 2:
             raise ValueError(f"resolution must be a pair (H, W), got {resolution!r}")
-        _check_size("resolution[0]", resolution[0])
-        _check_size("resolution[1]", resolution[1])
+        check_positive_int("resolution[0]", resolution[0])
+        check_positive_int("resolution[1]", resolution[1])
         self.channels = channels
         self.resolution = (int(resolution[0]), int(resolution[1]))
         self.proj = nn.Linear(4, channels)
@@ -76,9 +70,9 @@ class LearnedPositionEmbedding(nn.Module):
 
     def __init__(self, channels: int, h: int, w: int) -> None:
         super().__init__()
-        _check_size("channels", channels)
-        _check_size("h", h)
-        _check_size("w", w)
+        check_positive_int("channels", channels)
+        check_positive_int("h", h)
+        check_positive_int("w", w)
         self.channels = channels
         self.resolution = (h, w)
         # Small init so the embedding starts as a mild perturbation of the features.

@@ -64,20 +64,14 @@ class SlotAttention(nn.Module):
         if not isinstance(inputs, Tensor) or not inputs.is_floating_point():
             raise TypeError("inputs must be a floating-point torch.Tensor")
         if inputs.dim() != 3 or inputs.shape[-1] != self.dim or inputs.shape[1] < 1:
-            raise ValueError(
-                f"inputs must have shape (B, N, {self.dim}) with N >= 1, got {tuple(inputs.shape)}"
-            )
+            raise ValueError(f"inputs must have shape (B, N, {self.dim}) with N >= 1, got {tuple(inputs.shape)}")
         batch = inputs.shape[0]
         if noise is None:
-            noise = torch.randn(
-                batch, self.num_slots, self.dim, device=inputs.device, dtype=inputs.dtype
-            )
+            noise = torch.randn(batch, self.num_slots, self.dim, device=inputs.device, dtype=inputs.dtype)
         elif not isinstance(noise, Tensor):
             raise TypeError(f"noise must be a torch.Tensor, got {type(noise).__name__}")
         elif noise.dim() != 3 or noise.shape[0] != batch or noise.shape[2] != self.dim:
-            raise ValueError(
-                f"noise must have shape ({batch}, K, {self.dim}), got {tuple(noise.shape)}"
-            )
+            raise ValueError(f"noise must have shape ({batch}, K, {self.dim}), got {tuple(noise.shape)}")
         elif noise.shape[1] < 1:
             raise ValueError("noise must hold at least one slot (K >= 1)")
         num_slots = noise.shape[1]
@@ -97,8 +91,8 @@ class SlotAttention(nn.Module):
             weights = attention + self.eps
             weights = weights / weights.sum(dim=2, keepdim=True)
             updates = torch.einsum("bkn,bnd->bkd", weights, values)
-            slots = self.gru(
-                updates.reshape(-1, self.dim), slots_prev.reshape(-1, self.dim)
-            ).reshape(batch, num_slots, self.dim)
+            slots = self.gru(updates.reshape(-1, self.dim), slots_prev.reshape(-1, self.dim)).reshape(
+                batch, num_slots, self.dim
+            )
             slots = slots + self.mlp(self.norm_mlp(slots))
         return slots, attention

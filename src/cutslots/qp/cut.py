@@ -14,7 +14,8 @@ Two engines solve the same QP:
 from __future__ import annotations
 
 import os
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 import torch
@@ -78,11 +79,12 @@ class GridCutQP(torch.nn.Module):
         height: int,
         width: int,
         gamma: float = 1.0,
+        *,
         b0: float | None = None,
         form: CutForm = "paper",
         engine: Engine = "auto",
         backend: Backend = "auto",
-        cache_dir: str | os.PathLike[str] | None | Literal[False] = None,
+        cache_dir: str | os.PathLike[str] | Literal[False] | None = None,
     ) -> None:
         super().__init__()
         check_grid_size(height, width)
@@ -92,16 +94,14 @@ class GridCutQP(torch.nn.Module):
         if engine == "auto":
             engine = "closed_form" if form == "paper" else "sparse"
         if engine == "closed_form" and form != "paper":
-            raise ValueError(
-                f"engine='closed_form' solves form='paper' only; form={form!r} needs engine='sparse'"
-            )
+            raise ValueError(f"engine='closed_form' solves form='paper' only; form={form!r} needs engine='sparse'")
         self.height, self.width, self.form, self.engine = height, width, form, engine
         self.gamma = check_gamma(gamma)
         self.graph = build_grid_cut_graph(height, width, form, b0)
         self.b0 = self.graph.b0
         self.qp: EqualityQP | None = None
         if engine == "sparse":
-            self.qp = EqualityQP(self.graph.A, self.graph.b, self.gamma, backend, cache_dir)
+            self.qp = EqualityQP(self.graph.A, self.graph.b, self.gamma, backend=backend, cache_dir=cache_dir)
             valid = self.graph.edge_index >= 0
             self.register_buffer("_flat_valid", torch.from_numpy(np.flatnonzero(valid)), persistent=False)
             d_cols = self.graph.d_offset() + self.graph.edge_index[valid]

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
-
 
 _DCT_CACHE: dict[tuple[int, torch.dtype, str], torch.Tensor] = {}
 
@@ -333,4 +333,9 @@ def solve_grid_cut_closed_form(
     grid are ignored (and get zero gradient). Inputs are assumed validated.
     """
     p, p_s, p_t, handle = _VertexSolve.apply(weights, gamma, b0)
-    return p, p_s, p_t, lambda: _EdgeVariables.apply(handle, weights.detach(), p.detach(), p_s.detach(), p_t.detach(), gamma)
+    return (
+        p,
+        p_s,
+        p_t,
+        lambda: _EdgeVariables.apply(handle, weights.detach(), p.detach(), p_s.detach(), p_t.detach(), gamma),
+    )

@@ -177,8 +177,9 @@ class EqualityQP(torch.nn.Module):
         A: sp.spmatrix,
         b: np.ndarray | torch.Tensor,
         gamma: float,
+        *,
         backend: Backend = "auto",
-        cache_dir: str | os.PathLike[str] | None | Literal[False] = None,
+        cache_dir: str | os.PathLike[str] | Literal[False] | None = None,
         dense_column_threshold: int | None = None,
     ) -> None:
         super().__init__()
@@ -204,7 +205,9 @@ class EqualityQP(torch.nn.Module):
     def forward(self, c: torch.Tensor) -> torch.Tensor:
         check_float_tensor("c", c, (self.num_variables,))
         if c.dim() > 2:
-            raise ValueError(f"c must have shape (B, {self.num_variables}) or ({self.num_variables},), got {tuple(c.shape)}")
+            raise ValueError(
+                f"c must have shape (B, {self.num_variables}) or ({self.num_variables},), got {tuple(c.shape)}"
+            )
         squeeze = c.dim() == 1
         z = _EqualityQPFunction.apply(c.reshape(-1, self.num_variables), self._solver, self.gamma)
         return z[0] if squeeze else z

@@ -24,10 +24,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
-import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spl
 
@@ -60,8 +59,7 @@ def cholmod_available() -> bool:
 
 def _dependent_rows(detail: str) -> DependentRowsError:
     return DependentRowsError(
-        "A has linearly dependent rows (A A^T is singular): remove redundant constraints "
-        f"from A ({detail})"
+        f"A has linearly dependent rows (A A^T is singular): remove redundant constraints from A ({detail})"
     )
 
 
@@ -87,9 +85,7 @@ class SuperLUFactor:
 
     def triangular(self) -> TriangularFactor:
         # Pr S Pc = L U with y[perm_r] = b and x = w[perm_c].
-        return TriangularFactor(
-            self.lu.L.tocsr(), self.lu.U.tocsr(), np.argsort(self.lu.perm_r), self.lu.perm_c, True
-        )
+        return TriangularFactor(self.lu.L.tocsr(), self.lu.U.tocsr(), np.argsort(self.lu.perm_r), self.lu.perm_c, True)
 
 
 class CholmodFactor:
@@ -143,7 +139,7 @@ class TriangularFactor:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
-            arrays: dict[str, np.ndarray] = {
+            arrays: dict[str, Any] = {  # Any: savez's stub types **kwds as its bool flags
                 "format": np.array(_CACHE_FORMAT),
                 "pre": self.pre,
                 "post": self.post,
@@ -152,7 +148,7 @@ class TriangularFactor:
             for name, mat in (("L", self.L), ("U", self.U)):
                 arrays[f"{name}_data"], arrays[f"{name}_indices"] = mat.data, mat.indices
                 arrays[f"{name}_indptr"], arrays[f"{name}_shape"] = mat.indptr, np.array(mat.shape)
-            np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy types **kwds as its bool flags
+            np.savez(fh, **arrays)
         os.replace(tmp, path)
 
     @classmethod
@@ -258,7 +254,7 @@ def factorize_gram(
     A: sp.spmatrix,
     backend: Backend = "auto",
     dense_column_threshold: int | None = None,
-    cache_dir: str | os.PathLike[str] | None | Literal[False] = None,
+    cache_dir: str | os.PathLike[str] | Literal[False] | None = None,
     cache_threshold_s: float = 1.0,
 ) -> GramFactorization:
     """Factorize ``M = A A^T`` once; raises :class:`DependentRowsError` if it is singular.

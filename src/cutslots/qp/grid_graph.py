@@ -139,9 +139,7 @@ class GridCutGraph:
         return out
 
 
-def build_grid_cut_graph(
-    height: int, width: int, form: CutForm = "paper", b0: float | None = None
-) -> GridCutGraph:
+def build_grid_cut_graph(height: int, width: int, form: CutForm = "paper", b0: float | None = None) -> GridCutGraph:
     """Build the constraint system of the grid cut QP (see module docstring)."""
     exists = edge_exists(height, width, form)
     b0 = DEFAULT_B0[form] if b0 is None else float(b0)

@@ -63,7 +63,7 @@ class MatchingQP(torch.nn.Module):
         form: ``"perfect"`` (paper eq. 7) or ``"assignment"`` (module docstring).
     """
 
-    def __init__(self, n: int, m: int | None = None, gamma: float = 1.0, form: MatchingForm = "perfect") -> None:
+    def __init__(self, n: int, m: int | None = None, *, gamma: float = 1.0, form: MatchingForm = "perfect") -> None:
         super().__init__()
         m = n if m is None else m
         A, b = matching_constraints(n, m, form)

@@ -72,8 +72,9 @@ def _fingerprint_differences(saved: Mapping[str, Any], current: Mapping[str, Any
         diffs.append(f"missing from the checkpoint: {', '.join(missing)}")
     if unexpected := [k for k in old if k not in new]:
         diffs.append(f"not in the model: {', '.join(unexpected)}")
-    if reshaped := [f"{k} {tuple(old[k])} vs {tuple(new[k])}" for k in new
-                    if k in old and list(old[k]) != list(new[k])]:
+    if reshaped := [
+        f"{k} {tuple(old[k])} vs {tuple(new[k])}" for k in new if k in old and list(old[k]) != list(new[k])
+    ]:
         diffs.append(f"shape differs (checkpoint vs model): {', '.join(reshaped)}")
     return diffs
 
@@ -98,8 +99,9 @@ def capture_rng_state() -> dict[str, Any]:
 
 def _check_restorable(state: Mapping[str, Any]) -> None:
     if "cuda" in state and not torch.cuda.is_available():
-        raise ValueError("rng state: holds a CUDA RNG state but CUDA is not available here, "
-                         "so it cannot be restored exactly")
+        raise ValueError(
+            "rng state: holds a CUDA RNG state but CUDA is not available here, so it cannot be restored exactly"
+        )
 
 
 def restore_rng_state(state: Mapping[str, Any]) -> None:
@@ -214,13 +216,13 @@ def load_checkpoint(
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # any unreadable file: torn, foreign pickle, random bytes, ...
-        raise ValueError(f"{path} is not a cutslots checkpoint "
-                         f"(torch.load failed: {err})") from err
+        raise ValueError(f"{path} is not a cutslots checkpoint (torch.load failed: {err})") from err
     if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
         raise ValueError(f"{path} is not a cutslots checkpoint (no {_FORMAT!r} format marker)")
     if payload.get("version") != _VERSION:
-        raise ValueError(f"{path}: checkpoint version {payload.get('version')!r} is not "
-                         f"supported (expected {_VERSION})")
+        raise ValueError(
+            f"{path}: checkpoint version {payload.get('version')!r} is not supported (expected {_VERSION})"
+        )
     model = _unwrap(model)
     if diffs := _fingerprint_differences(payload["fingerprint"], model_fingerprint(model)):
         raise ValueError(f"{path} was saved from a different model: " + "; ".join(diffs))
@@ -230,8 +232,7 @@ def load_checkpoint(
     rng_states = payload["rng"]
     if restore_rng:  # validate before touching any state, so a failed load changes nothing
         if not 0 <= rank < len(rng_states):
-            raise ValueError(f"{path} holds RNG states for {len(rng_states)} rank(s); "
-                             f"cannot restore rank {rank}")
+            raise ValueError(f"{path} holds RNG states for {len(rng_states)} rank(s); cannot restore rank {rank}")
         try:
             _check_restorable(rng_states[rank])
         except ValueError as err:
@@ -244,5 +245,6 @@ def load_checkpoint(
         scheduler.load_state_dict(payload["scheduler"])
     if restore_rng:
         restore_rng_state(rng_states[rank])
-    return Checkpoint(path=path, step=payload["step"], config=payload["config"],
-                      extra=payload["extra"], rng_states=rng_states)
+    return Checkpoint(
+        path=path, step=payload["step"], config=payload["config"], extra=payload["extra"], rng_states=rng_states
+    )

@@ -61,13 +61,11 @@ class DistContext:
 
 def _env_int(env: Mapping[str, str], name: str) -> int:
     if name not in env:
-        raise ValueError(f"environment variable {name} is required when WORLD_SIZE > 1 "
-                         f"(launch with torchrun)")
+        raise ValueError(f"environment variable {name} is required when WORLD_SIZE > 1 (launch with torchrun)")
     try:
         return int(env[name])
     except ValueError:
-        raise ValueError(f"environment variable {name}: expected an int, got {env[name]!r}") \
-            from None
+        raise ValueError(f"environment variable {name}: expected an int, got {env[name]!r}") from None
 
 
 def context_from_env(env: Mapping[str, str] | None = None) -> DistContext:
@@ -99,13 +97,11 @@ def resolve_device(spec: str, ctx: DistContext) -> torch.device:
     if not torch.cuda.is_available():
         raise ValueError(f"device: {spec!r} requested but CUDA is not available")
     if ctx.enabled and spec != "cuda":
-        raise ValueError(f"device: use 'cuda' or 'auto' under torchrun (each rank takes "
-                         f"cuda:LOCAL_RANK), got {spec!r}")
+        raise ValueError(f"device: use 'cuda' or 'auto' under torchrun (each rank takes cuda:LOCAL_RANK), got {spec!r}")
     index = ctx.local_rank if ctx.enabled else (torch.device(spec).index or 0)
     device = torch.device("cuda", index)
     if device.index >= torch.cuda.device_count():
-        raise ValueError(f"device: {device} requested but only {torch.cuda.device_count()} "
-                         f"CUDA device(s) are visible")
+        raise ValueError(f"device: {device} requested but only {torch.cuda.device_count()} CUDA device(s) are visible")
     return device
 
 
@@ -120,12 +116,15 @@ def setup_distributed(ctx: DistContext, device: torch.device) -> None:
         return
     if dist.is_initialized():
         if (dist.get_rank(), dist.get_world_size()) != (ctx.rank, ctx.world_size):
-            raise ValueError(f"process group is rank {dist.get_rank()} of "
-                             f"{dist.get_world_size()}, but the environment says rank "
-                             f"{ctx.rank} of {ctx.world_size}")
+            raise ValueError(
+                f"process group is rank {dist.get_rank()} of "
+                f"{dist.get_world_size()}, but the environment says rank "
+                f"{ctx.rank} of {ctx.world_size}"
+            )
         return
-    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
-                            rank=ctx.rank, world_size=ctx.world_size)
+    dist.init_process_group(
+        backend="nccl" if device.type == "cuda" else "gloo", rank=ctx.rank, world_size=ctx.world_size
+    )
     atexit.register(_destroy_at_exit)
 
 
@@ -142,8 +141,7 @@ def wrap_model(model: nn.Module, ctx: DistContext, device: torch.device) -> nn.M
     """
     if not ctx.enabled:
         return model
-    return nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None)
+    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def all_reduce_mean(value: float, ctx: DistContext, device: torch.device) -> float:
@@ -190,13 +188,11 @@ class InfiniteSampler(Sampler[int]):
     cannot know how many were used).
     """
 
-    def __init__(self, size: int, *, seed: int, rank: int = 0, world_size: int = 1,
-                 start: int = 0) -> None:
+    def __init__(self, size: int, *, seed: int, rank: int = 0, world_size: int = 1, start: int = 0) -> None:
         if size < 1:
             raise ValueError(f"size: the dataset must hold at least one sample, got {size}")
         if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"rank/world_size: expected 0 <= rank < world_size, got "
-                             f"{rank}/{world_size}")
+            raise ValueError(f"rank/world_size: expected 0 <= rank < world_size, got {rank}/{world_size}")
         if start < 0:
             raise ValueError(f"start: expected >= 0, got {start}")
         self.size, self.seed, self.rank, self.world_size = size, seed, rank, world_size
@@ -210,7 +206,7 @@ class InfiniteSampler(Sampler[int]):
         order = torch.randperm(self.size, generator=g).tolist()
         total = self.per_epoch * self.world_size
         order = (order * math.ceil(total / self.size))[:total]  # wrap-around padding
-        return order[self.rank:total:self.world_size]
+        return order[self.rank : total : self.world_size]
 
     def __iter__(self) -> Iterator[int]:
         epoch, offset = divmod(self.start, self.per_epoch)
@@ -220,16 +216,15 @@ class InfiniteSampler(Sampler[int]):
 
     def state_dict(self, consumed: int) -> dict[str, int]:
         """Sampler state after this rank consumed ``consumed`` indices since the very start."""
-        return {"seed": self.seed, "size": self.size, "world_size": self.world_size,
-                "consumed": consumed}
+        return {"seed": self.seed, "size": self.size, "world_size": self.world_size, "consumed": consumed}
 
     @classmethod
-    def from_state(cls, state: Mapping[str, int], *, size: int, rank: int = 0,
-                   world_size: int = 1) -> InfiniteSampler:
+    def from_state(cls, state: Mapping[str, int], *, size: int, rank: int = 0, world_size: int = 1) -> InfiniteSampler:
         """Continue the data order saved by :meth:`state_dict` (same dataset size, same ranks)."""
         for key, here in (("size", size), ("world_size", world_size)):
             if state[key] != here:
-                raise ValueError(f"sampler state: saved with {key}={state[key]} but now "
-                                 f"{key}={here}; the data order cannot be continued exactly")
-        return cls(size, seed=state["seed"], rank=rank, world_size=world_size,
-                   start=state["consumed"])
+                raise ValueError(
+                    f"sampler state: saved with {key}={state[key]} but now "
+                    f"{key}={here}; the data order cannot be continued exactly"
+                )
+        return cls(size, seed=state["seed"], rank=rank, world_size=world_size, start=state["consumed"])

@@ -54,8 +54,10 @@ class CsvLogger:
         with open(self.path, newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))
         if not rows or rows[0] != _HEADER:
-            raise ValueError(f"{self.path}: not a cutslots scalar log (expected header "
-                             f"{','.join(_HEADER)}); move it away or choose another out_dir")
+            raise ValueError(
+                f"{self.path}: not a cutslots scalar log (expected header "
+                f"{','.join(_HEADER)}); move it away or choose another out_dir"
+            )
         kept = []
         for line, row in enumerate(rows[1:], start=2):
             if len(row) != len(_HEADER) or not row[0].isdigit():
@@ -80,16 +82,14 @@ class RunLogger:
     ``enabled=False`` (every DDP rank but 0) makes all methods no-ops and touches no file.
     """
 
-    def __init__(self, out_dir: str | os.PathLike[str], start_step: int = 0,
-                 enabled: bool = True) -> None:
+    def __init__(self, out_dir: str | os.PathLike[str], start_step: int = 0, enabled: bool = True) -> None:
         self.enabled = enabled
         if not enabled:
             return
         out_dir = Path(out_dir)
         self.csv = CsvLogger(out_dir / "scalars.csv", start_step)
         # purge_step hides events the interrupted run wrote after the checkpoint.
-        self.tb = SummaryWriter(str(out_dir / "tb"),
-                                purge_step=start_step + 1 if start_step > 0 else None)
+        self.tb = SummaryWriter(str(out_dir / "tb"), purge_step=start_step + 1 if start_step > 0 else None)
 
     def log(self, step: int, scalars: Mapping[str, float]) -> None:
         if not self.enabled:
@@ -107,5 +107,4 @@ class RunLogger:
 
 def progress_bar(total: int, initial: int = 0, enabled: bool = True) -> tqdm:
     """A tqdm bar over training steps, starting at ``initial`` when resuming."""
-    return tqdm(total=total, initial=initial, disable=not enabled, unit="step",
-                dynamic_ncols=True, desc="train")
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True, desc="train")

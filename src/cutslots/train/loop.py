@@ -28,23 +28,45 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from cutslots.config import ExperimentConfig, OptimizerConfig, TrainConfig, to_dict, upgrade_legacy, validate
-from cutslots.train.checkpoint import (CHECKPOINT_NAME, capture_rng_state, load_checkpoint,
-                                       restore_rng_state, save_checkpoint)
-from cutslots.train.distributed import (DistContext, InfiniteSampler, all_gather_objects,
-                                        all_reduce_mean, any_rank, barrier, context_from_env,
-                                        resolve_device, setup_distributed, wrap_model)
+from cutslots.train.checkpoint import (
+    CHECKPOINT_NAME,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from cutslots.train.distributed import (
+    DistContext,
+    InfiniteSampler,
+    all_gather_objects,
+    all_reduce_mean,
+    any_rank,
+    barrier,
+    context_from_env,
+    resolve_device,
+    setup_distributed,
+    wrap_model,
+)
 from cutslots.train.logging import RunLogger, progress_bar
 
-__all__ = ["CHECKPOINT_NAME", "EvalFn", "TrainSummary", "eval_mode", "lr_factor", "make_optimizer",
-           "make_scheduler", "seed_everything", "train"]
+__all__ = [
+    "CHECKPOINT_NAME",
+    "EvalFn",
+    "TrainSummary",
+    "eval_mode",
+    "lr_factor",
+    "make_optimizer",
+    "make_scheduler",
+    "seed_everything",
+    "train",
+]
 
 
 # eval_fn(model, step) -> {metric name: value}; runs on rank 0 in eval mode under no_grad.
 EvalFn = Callable[[nn.Module, int], Mapping[str, float]]
 
 # Train-config keys that shape the trajectory: a resume must not change them.
-_TRAJECTORY_KEYS = ("batch_size", "optimizer", "decay_rate", "decay_steps", "warmup_steps",
-                    "grad_clip", "seed")
+_TRAJECTORY_KEYS = ("batch_size", "optimizer", "decay_rate", "decay_steps", "warmup_steps", "grad_clip", "seed")
 
 
 @dataclass(frozen=True)
@@ -88,12 +110,14 @@ def lr_factor(step: int, *, decay_rate: float, decay_steps: int, warmup_steps: i
     return warmup * decay_rate ** (step / decay_steps)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig
-                   ) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
     """LambdaLR applying :func:`lr_factor`; call ``step()`` once per optimiser step."""
+
     def factor(step: int) -> float:
-        return lr_factor(step, decay_rate=config.decay_rate, decay_steps=config.decay_steps,
-                         warmup_steps=config.warmup_steps)
+        return lr_factor(
+            step, decay_rate=config.decay_rate, decay_steps=config.decay_steps, warmup_steps=config.warmup_steps
+        )
+
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
@@ -120,8 +144,9 @@ class _GracefulStop:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
@@ -134,14 +159,21 @@ def _ignore_sigint(worker_id: int) -> None:
 def _inputs(batch: Any, key: str, device: torch.device) -> torch.Tensor:
     """The model input ``batch[key]``: a float tensor ``(B, ..., 3, H, W)`` (images or frames)."""
     if not isinstance(batch, Mapping) or key not in batch:
-        raise TypeError(f"train_dataset: items must be dicts with a {key!r} tensor, "
-                        f"got batches of type {type(batch).__name__}")
+        raise TypeError(
+            f"train_dataset: items must be dicts with a {key!r} tensor, got batches of type {type(batch).__name__}"
+        )
     inputs = batch[key]
-    if not isinstance(inputs, torch.Tensor) or inputs.ndim < 4 or inputs.shape[-3] != 3 \
-            or not inputs.is_floating_point():
-        raise TypeError(f"train_dataset: {key!r} must be a float tensor (..., 3, H, W), got "
-                        f"batched {getattr(inputs, 'dtype', type(inputs).__name__)} "
-                        f"{tuple(getattr(inputs, 'shape', ()))}")
+    if (
+        not isinstance(inputs, torch.Tensor)
+        or inputs.ndim < 4
+        or inputs.shape[-3] != 3
+        or not inputs.is_floating_point()
+    ):
+        raise TypeError(
+            f"train_dataset: {key!r} must be a float tensor (..., 3, H, W), got "
+            f"batched {getattr(inputs, 'dtype', type(inputs).__name__)} "
+            f"{tuple(getattr(inputs, 'shape', ()))}"
+        )
     return inputs.to(device, non_blocking=True)
 
 
@@ -167,25 +199,33 @@ class _Stream:
             try:
                 batch = next(self._it)
             except StopIteration:
-                raise ValueError("train_dataset: the stream yielded no full batch for this "
-                                 "rank (too few items for the per-rank batch size)") from None
+                raise ValueError(
+                    "train_dataset: the stream yielded no full batch for this "
+                    "rank (too few items for the per-rank batch size)"
+                ) from None
         return batch
 
 
-def _check_resume_compatible(saved: Mapping[str, Any] | None, config: TrainConfig,
-                             path: Path) -> None:
+def _check_resume_compatible(saved: Mapping[str, Any] | None, config: TrainConfig, path: Path) -> None:
     if saved is None or "train" not in saved:
         raise ValueError(f"{path}: holds no training config, so it cannot be resumed")
     # Through the schema: an older layout is upgraded and its unwritten keys get their defaults.
     before = to_dict(validate(TrainConfig, upgrade_legacy(dict(saved), str(path))["train"], str(path)))
     now = to_dict(config)
-    changed = [f"{k} ({before[k]!r} -> {now[k]!r})" for k in _TRAJECTORY_KEYS
-               if before[k] != now[k] and not isinstance(now[k], dict)]
-    changed += [f"{k}.{leaf} ({before[k][leaf]!r} -> {now[k][leaf]!r})" for k in _TRAJECTORY_KEYS
-                if isinstance(now[k], dict) for leaf in now[k] if before[k][leaf] != now[k][leaf]]
+    changed = [
+        f"{k} ({before[k]!r} -> {now[k]!r})"
+        for k in _TRAJECTORY_KEYS
+        if before[k] != now[k] and not isinstance(now[k], dict)
+    ]
+    changed += [
+        f"{k}.{leaf} ({before[k][leaf]!r} -> {now[k][leaf]!r})"
+        for k in _TRAJECTORY_KEYS
+        if isinstance(now[k], dict)
+        for leaf in now[k]
+        if before[k][leaf] != now[k][leaf]
+    ]
     if changed:
-        raise ValueError(f"{path}: cannot resume exactly, these train settings changed: "
-                         + ", ".join(changed))
+        raise ValueError(f"{path}: cannot resume exactly, these train settings changed: " + ", ".join(changed))
 
 
 def train(
@@ -217,8 +257,10 @@ def train(
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config: expected TrainConfig, got {type(config).__name__}")
     if experiment is not None and experiment.train != config:
-        raise ValueError("experiment: its train section differs from config; pass the same "
-                         "TrainConfig (experiment.train) so the checkpoint records what ran")
+        raise ValueError(
+            "experiment: its train section differs from config; pass the same "
+            "TrainConfig (experiment.train) so the checkpoint records what ran"
+        )
     if not callable(getattr(model, "loss", None)):
         raise TypeError(f"model: {type(model).__name__} has no loss(images, out) method")
     if not isinstance(train_dataset, IterableDataset) and len(train_dataset) == 0:  # type: ignore[arg-type]
@@ -226,8 +268,7 @@ def train(
     ctx = context_from_env()
     device = resolve_device(config.device, ctx)
     if config.batch_size % ctx.world_size:
-        raise ValueError(f"batch_size: {config.batch_size} is not divisible by the "
-                         f"{ctx.world_size} DDP ranks")
+        raise ValueError(f"batch_size: {config.batch_size} is not divisible by the {ctx.world_size} DDP ranks")
     if device.type == "cuda":
         torch.cuda.set_device(device)  # the current device is where RNG states are captured
     setup_distributed(ctx, device)  # kept for the process's lifetime, reused by later calls
@@ -256,44 +297,77 @@ def _check_out_dir(ckpt_path: Path, resume: bool) -> None:
     if resume and not ckpt_path.is_file():
         raise FileNotFoundError(f"resume: no checkpoint to resume from at {ckpt_path}")
     if not resume and ckpt_path.exists():
-        raise ValueError(f"out_dir: {ckpt_path.parent} already holds a checkpoint; pass resume=True to "
-                         f"continue it or choose another out_dir")
+        raise ValueError(
+            f"out_dir: {ckpt_path.parent} already holds a checkpoint; pass resume=True to "
+            f"continue it or choose another out_dir"
+        )
 
 
-def _start(ckpt_path: Path, resume: bool, model: nn.Module, optimizer: torch.optim.Optimizer,
-           scheduler: torch.optim.lr_scheduler.LambdaLR, config: TrainConfig, ctx: DistContext,
-           size: int | None) -> tuple[_Position, InfiniteSampler | None]:
+def _start(
+    ckpt_path: Path,
+    resume: bool,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    config: TrainConfig,
+    ctx: DistContext,
+    size: int | None,
+) -> tuple[_Position, InfiniteSampler | None]:
     """The run's position and sampler: restored from the checkpoint, or fresh (seeded)."""
     if not resume:
         seed_everything(config.seed + ctx.rank)  # distinct streams per rank (e.g. slot noise)
-        sampler = None if size is None else InfiniteSampler(size, seed=config.seed, rank=ctx.rank,
-                                                            world_size=ctx.world_size)
+        sampler = (
+            None if size is None else InfiniteSampler(size, seed=config.seed, rank=ctx.rank, world_size=ctx.world_size)
+        )
         return _Position(step=0, start_step=0, consumed=0, window=[], clock=0.0), sampler
-    ckpt = load_checkpoint(ckpt_path, model, optimizer=optimizer, scheduler=scheduler,
-                           restore_rng=True, rank=ctx.rank)
+    ckpt = load_checkpoint(ckpt_path, model, optimizer=optimizer, scheduler=scheduler, restore_rng=True, rank=ctx.rank)
     _check_resume_compatible(ckpt.config, config, ckpt_path)
     if ckpt.step > config.steps:
         raise ValueError(f"steps: {config.steps} is fewer than the {ckpt.step} steps already done by {ckpt_path}")
-    sampler = None if size is None else InfiniteSampler.from_state(
-        ckpt.extra["sampler"], size=size, rank=ctx.rank, world_size=ctx.world_size)
-    position = _Position(step=ckpt.step, start_step=ckpt.step, consumed=int(ckpt.extra.get("stream_batches", 0)),
-                         window=list(ckpt.extra["loss_windows"][ctx.rank]),
-                         clock=float(ckpt.extra.get("train_seconds", 0.0)))
+    sampler = (
+        None
+        if size is None
+        else InfiniteSampler.from_state(ckpt.extra["sampler"], size=size, rank=ctx.rank, world_size=ctx.world_size)
+    )
+    position = _Position(
+        step=ckpt.step,
+        start_step=ckpt.step,
+        consumed=int(ckpt.extra.get("stream_batches", 0)),
+        window=list(ckpt.extra["loss_windows"][ctx.rank]),
+        clock=float(ckpt.extra.get("train_seconds", 0.0)),
+    )
     return position, sampler
 
 
-def _loader(dataset: Dataset[dict[str, torch.Tensor]], sampler: InfiniteSampler | None, config: TrainConfig,
-            per_rank_batch: int, device: torch.device) -> DataLoader:
-    return DataLoader(dataset, batch_size=per_rank_batch, sampler=sampler, drop_last=sampler is None,
-                      num_workers=config.num_workers, pin_memory=device.type == "cuda",
-                      worker_init_fn=_ignore_sigint if config.num_workers else None,
-                      # Own generator: creating the iterator must not draw from the global
-                      # RNG, or a resumed run would diverge from an uninterrupted one.
-                      generator=torch.Generator().manual_seed(config.seed))
+def _loader(
+    dataset: Dataset[dict[str, torch.Tensor]],
+    sampler: InfiniteSampler | None,
+    config: TrainConfig,
+    per_rank_batch: int,
+    device: torch.device,
+) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=per_rank_batch,
+        sampler=sampler,
+        drop_last=sampler is None,
+        num_workers=config.num_workers,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=_ignore_sigint if config.num_workers else None,
+        # Own generator: creating the iterator must not draw from the global
+        # RNG, or a resumed run would diverge from an uninterrupted one.
+        generator=torch.Generator().manual_seed(config.seed),
+    )
 
 
-def _update(net: nn.Module, model: nn.Module, images: torch.Tensor, optimizer: torch.optim.Optimizer,
-            grad_clip: float | None, step: int) -> tuple[float, float]:
+def _update(
+    net: nn.Module,
+    model: nn.Module,
+    images: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    grad_clip: float | None,
+    step: int,
+) -> tuple[float, float]:
     """One optimiser step on ``images``: returns (loss, gradient norm before clipping)."""
     out = net(images)
     if not isinstance(out, Mapping) or "recon" not in out:
@@ -353,14 +427,28 @@ class _Run:
                 extra["sampler"] = self.sampler.state_dict(at.step * per_rank_batch)
             else:
                 extra["stream_batches"] = at.step - at.start_step + at.consumed
-            save_checkpoint(self.ckpt_path, self.model, step=at.step, optimizer=self.optimizer,
-                            scheduler=self.scheduler, config=self.saved_config,
-                            rng_states=[r for r, _ in states], extra=extra)
+            save_checkpoint(
+                self.ckpt_path,
+                self.model,
+                step=at.step,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                config=self.saved_config,
+                rng_states=[r for r, _ in states],
+                extra=extra,
+            )
         barrier(self.ctx)  # no rank goes on (or returns) before the checkpoint is on disk
 
 
-def _setup(model: nn.Module, dataset: Dataset[dict[str, torch.Tensor]], config: TrainConfig, resume: bool,
-           experiment: ExperimentConfig | None, ctx: DistContext, device: torch.device) -> tuple[_Run, DataLoader]:
+def _setup(
+    model: nn.Module,
+    dataset: Dataset[dict[str, torch.Tensor]],
+    config: TrainConfig,
+    resume: bool,
+    experiment: ExperimentConfig | None,
+    ctx: DistContext,
+    device: torch.device,
+) -> tuple[_Run, DataLoader]:
     ckpt_path = Path(config.out_dir) / CHECKPOINT_NAME
     _check_out_dir(ckpt_path, resume)
     size = None if isinstance(dataset, IterableDataset) else len(dataset)  # type: ignore[arg-type]
@@ -369,14 +457,33 @@ def _setup(model: nn.Module, dataset: Dataset[dict[str, torch.Tensor]], config: 
     scheduler = make_scheduler(optimizer, config)
     at, sampler = _start(ckpt_path, resume, model, optimizer, scheduler, config, ctx, size)
     saved_config = to_dict(experiment) if experiment is not None else {"train": to_dict(config)}
-    run = _Run(model, wrap_model(model, ctx, device), optimizer, scheduler, sampler, at, config, ctx, device,
-               ckpt_path, saved_config)
+    run = _Run(
+        model,
+        wrap_model(model, ctx, device),
+        optimizer,
+        scheduler,
+        sampler,
+        at,
+        config,
+        ctx,
+        device,
+        ckpt_path,
+        saved_config,
+    )
     return run, _loader(dataset, sampler, config, config.batch_size // ctx.world_size, device)
 
 
-def _run(model: nn.Module, dataset: Dataset[dict[str, torch.Tensor]], config: TrainConfig,
-         eval_fn: EvalFn | None, resume: bool, experiment: ExperimentConfig | None,
-         ctx: DistContext, device: torch.device, input_key: str) -> TrainSummary:
+def _run(
+    model: nn.Module,
+    dataset: Dataset[dict[str, torch.Tensor]],
+    config: TrainConfig,
+    eval_fn: EvalFn | None,
+    resume: bool,
+    experiment: ExperimentConfig | None,
+    ctx: DistContext,
+    device: torch.device,
+    input_key: str,
+) -> TrainSummary:
     run, loader = _setup(model, dataset, config, resume, experiment, ctx, device)
     at = run.at
     logger = RunLogger(Path(config.out_dir), at.start_step, enabled=ctx.is_main)
@@ -396,29 +503,46 @@ def _run(model: nn.Module, dataset: Dataset[dict[str, torch.Tensor]], config: Tr
                     if "train/loss" in scalars:
                         bar.set_postfix(loss=f"{scalars['train/loss']:.4g}")
                 interrupted = any_rank(stop.requested, ctx, device)
-                if interrupted or at.step == config.steps or (
-                        config.checkpoint_every and at.step % config.checkpoint_every == 0):
+                if (
+                    interrupted
+                    or at.step == config.steps
+                    or (config.checkpoint_every and at.step % config.checkpoint_every == 0)
+                ):
                     run.checkpoint()
                 if interrupted:
                     if ctx.is_main:
-                        bar.write(f"signal received: stopped after step {at.step}, checkpoint written to "
-                                  f"{run.ckpt_path}")
+                        bar.write(
+                            f"signal received: stopped after step {at.step}, checkpoint written to {run.ckpt_path}"
+                        )
                     break
     finally:
         bar.close()
         logger.close()
-    return TrainSummary(step=at.step, start_step=at.start_step, interrupted=interrupted,
-                        checkpoint=run.ckpt_path, metrics=metrics)
+    return TrainSummary(
+        step=at.step, start_step=at.start_step, interrupted=interrupted, checkpoint=run.ckpt_path, metrics=metrics
+    )
 
 
-def _scalars(at: _Position, config: TrainConfig, ctx: DistContext, device: torch.device, lr: float,
-             grad_norm: float, eval_fn: EvalFn | None, model: nn.Module) -> dict[str, float]:
+def _scalars(
+    at: _Position,
+    config: TrainConfig,
+    ctx: DistContext,
+    device: torch.device,
+    lr: float,
+    grad_norm: float,
+    eval_fn: EvalFn | None,
+    model: nn.Module,
+) -> dict[str, float]:
     """What to log after this step: the training scalars every ``log_every`` steps (the loss
     averaged over the window and the ranks), the evaluation every ``eval_every`` (rank 0)."""
     scalars: dict[str, float] = {}
     if at.step % config.log_every == 0 or at.step == config.steps:
-        scalars = {"train/loss": all_reduce_mean(sum(at.window) / len(at.window), ctx, device),
-                   "train/lr": lr, "train/grad_norm": grad_norm, "train/seconds": at.clock}
+        scalars = {
+            "train/loss": all_reduce_mean(sum(at.window) / len(at.window), ctx, device),
+            "train/lr": lr,
+            "train/grad_norm": grad_norm,
+            "train/seconds": at.clock,
+        }
         at.window.clear()
     if eval_fn is not None and config.eval_every and at.step % config.eval_every == 0 and ctx.is_main:
         scalars.update(_evaluate(eval_fn, model, at.step))
@@ -434,8 +558,7 @@ def _evaluate(eval_fn: EvalFn, model: nn.Module, step: int) -> dict[str, float]:
     finally:
         restore_rng_state(rng)
     if not isinstance(result, Mapping):
-        raise TypeError(f"eval_fn: expected a mapping of metric name -> number, got "
-                        f"{type(result).__name__}")
+        raise TypeError(f"eval_fn: expected a mapping of metric name -> number, got {type(result).__name__}")
     scalars = {}
     for name, value in result.items():
         try:
