@@ -14,24 +14,26 @@ Every model shares the encoder, decoder, data, steps, batch and optimiser of the
   pooled over each part's mask instead of the whole grid (``cut_masked_mean``);
 - ``slot_attention``: Slot Attention with the same encoder and decoder.
 
-Training sets (``--train-sets``): ``shapes`` (evaluated on ``shapes``) and ``textured``
+Settings are a :class:`DiscoveryBenchConfig` (defaults: the committed benchmark), from
+``--config FILE`` and/or dotted ``key=value`` overrides; outputs go to ``--out``. Training
+sets (``train_sets``): ``shapes`` (evaluated on ``shapes``) and ``textured``
 (evaluated on ``textured``, ``camo`` and ``ood``). For each run: decoder-mask and
 grouping-mask ARI-FG / mIoU, the static baseline and the image dependence
 (:mod:`cutslots.experiments.evaluation`), and the ARI-FG of periodic evaluations against training time.
 
-    python benchmarks/discovery.py --train-sets shapes --models cut slot_attention --seeds 0 1 2
+    python benchmarks/discovery.py 'train_sets=[shapes]' 'models=[cut, slot_attention]' 'seeds=[0, 1, 2]'
 
-Recipes (``--recipe``): ``cpu`` is the demo's; ``gpu`` is GPU-sized (64 px, 12 slots, 2-6
-objects, widths 64, batch 64) and, with ``--minutes M``, trains for as many steps as fit in
+Recipes (``recipe``): ``cpu`` is the demo's; ``gpu`` is GPU-sized (64 px, 12 slots, 2-6
+objects, widths 64, batch 64) and, with ``minutes=M``, trains for as many steps as fit in
 M minutes (the step time is measured first on the device):
 
-    python benchmarks/discovery.py --recipe gpu --minutes 8 --train-sets textured \
-        --models cut slot_attention --seeds 0 --out benchmarks/results/discovery_gpu
+    python benchmarks/discovery.py recipe=gpu minutes=8 'train_sets=[textured]' \
+        'models=[cut, slot_attention]' 'seeds=[0]' --out benchmarks/results/discovery_gpu
 
-``--dry-run`` shrinks any recipe to a few steps on 16 px images on the CPU: the whole path
+``dry_run=true`` shrinks any recipe to a few steps on 16 px images on the CPU: the whole path
 (training, evaluation, tables, figures) in seconds, as the tests run it.
 
-Finished runs are kept in ``--work`` (``<train set>/<model>_seed<k>/result.json``) and reused
+Finished runs are kept in ``work`` (``<train set>/<model>_seed<k>/result.json``) and reused
 by later invocations, so a long benchmark can be run piecewise. Writes
 ``<out>.json``, ``<out>.md`` and ``<out>_curves.png`` over every kept run, and the
 decomposition figures of the first seed as ``<out>_<model>_<set>.png``.
@@ -45,12 +47,14 @@ import shutil
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import Field, model_validator
 
 from cutslots.cli import demo_config
-from cutslots.config import experiment_from_dict, to_dict
+from cutslots.config import ConfigError, Section, experiment_from_dict, load_config, to_dict, with_overrides
+from cutslots.config.core import Tuple
 from cutslots.experiments.discovery import read_scalars, run_experiment
 from cutslots.experiments.evaluation import DISCOVERY_MARGIN, grouping_verdict
 from cutslots.models.builders import build_autoencoder
@@ -315,62 +319,70 @@ def curves_by_model(results: list[dict[str, Any]], train_set: str) -> dict[str, 
     return out
 
 
+class DiscoveryBenchConfig(Section):
+    """What a benchmark invocation runs; the defaults are the committed benchmark's."""
+
+    train_sets: Tuple[Literal["shapes", "textured"]] = ("shapes", "textured")
+    models: Tuple[str] = ("cut", "cut_identity", "cut_green_filter", "slot_attention")
+    seeds: Tuple[Annotated[int, Field(ge=0)]] = (0, 1, 2)
+    recipe: Literal["cpu", "gpu"] = "cpu"
+    steps: Annotated[int, Field(ge=1)] | None = None  # None: the recipe's
+    minutes: Annotated[float, Field(gt=0)] | None = None  # train for the steps that fit (measured)
+    dry_run: bool = False  # tiny sizes on the CPU, a few steps
+    threads: Annotated[int, Field(ge=1)] | None = None  # torch CPU threads; None: torch's choice
+    work: str = "runs/bench_discovery"  # finished runs, reused by later invocations
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DiscoveryBenchConfig:
+        unknown = [m for m in self.models if m not in MODELS]
+        if unknown:
+            raise ConfigError("models", f"unknown {unknown} (known: {', '.join(MODELS)})")
+        if self.minutes is not None and self.steps is not None:
+            raise ConfigError("minutes", "minutes and steps exclude each other")
+        return self
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-sets", nargs="+", default=list(EVAL_SETS), choices=list(EVAL_SETS))
-    parser.add_argument(
-        "--models",
-        nargs="+",
-        default=["cut", "cut_identity", "cut_green_filter", "slot_attention"],
-        choices=list(MODELS),
-    )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=None, help="default: the recipe's")
-    parser.add_argument("--recipe", choices=list(RECIPES), default="cpu")
-    parser.add_argument(
-        "--minutes",
-        type=float,
-        default=None,
-        help="train each run for the steps that fit in this many minutes (measured)",
-    )
-    parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU, a few steps")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--work", type=Path, default=Path("runs/bench_discovery"))
-    parser.add_argument("--out", type=Path, default=RESULTS / "discovery")
-    args = parser.parse_args(argv)
-
-    if args.minutes is not None and args.steps is not None:
-        parser.error("--minutes and --steps exclude each other")
+    parser.add_argument("--config", type=Path, help="a YAML file of DiscoveryBenchConfig (default: its defaults)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "discovery", help="writes OUT.json, OUT.md, OUT_*.png")
+    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. 'seeds=[0]'")
+    cli = parser.parse_args(argv)
+    if cli.config is not None:
+        args = load_config(cli.config, cli.overrides, schema=DiscoveryBenchConfig)
+    else:
+        args = with_overrides({}, cli.overrides, schema=DiscoveryBenchConfig, source="benchmarks/discovery.py")
+    work = Path(args.work)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     for seed in args.seeds:
         for train_set in args.train_sets:
             for model in args.models:
-                out_dir = args.work / train_set / f"{model}_seed{seed}"
+                out_dir = work / train_set / f"{model}_seed{seed}"
                 raw = run_config(args.recipe, train_set, model, seed, args.steps, out_dir, args.dry_run)
                 if args.minutes is not None:
                     raw["train"]["steps"] = steps_within(raw, 60 * args.minutes)
                 train_one(raw, train_set, model, seed, out_dir)
     # Report over every finished run in the work folder, this invocation's or earlier ones.
-    results = [read_result(p) for p in sorted(args.work.glob("*/*/result.json"))]
+    results = [read_result(p) for p in sorted(work.glob("*/*/result.json"))]
     order = {name: i for i, name in enumerate(MODELS)}
     results.sort(key=lambda r: (list(EVAL_SETS).index(r["train_set"]), order[r["model"]], r["seed"]))
     summary = summarize_runs(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"summary": summary, "runs": results}, indent=1))
+    cli.out.parent.mkdir(parents=True, exist_ok=True)
+    cli.out.with_suffix(".json").write_text(json.dumps({"summary": summary, "runs": results}, indent=1))
     text = render(summary, results)
-    args.out.with_suffix(".md").write_text(text)
+    cli.out.with_suffix(".md").write_text(text)
     save_figure(
         ari_time_figure({ts: curves_by_model(results, ts) for ts in summary}),
-        args.out.with_name(args.out.name + "_curves.png"),
+        cli.out.with_name(cli.out.name + "_curves.png"),
     )
     for r in results:
         if r["seed"] == min(args.seeds):
-            run_dir = args.work / r["train_set"] / f"{r['model']}_seed{r['seed']}"
+            run_dir = work / r["train_set"] / f"{r['model']}_seed{r['seed']}"
             for name in EVAL_SETS[r["train_set"]]:
                 figure = run_dir / f"decomposition_{name}.png"
                 if figure.is_file():
-                    shutil.copy(figure, args.out.with_name(f"{args.out.name}_{r['model']}_{name}.png"))
+                    shutil.copy(figure, cli.out.with_name(f"{cli.out.name}_{r['model']}_{name}.png"))
     print(text)
     return 0
 

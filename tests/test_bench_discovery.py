@@ -1,14 +1,17 @@
-"""The discovery benchmark's whole path at tiny size on the CPU (``--dry-run``): training,
+"""The discovery benchmark's whole path at tiny size on the CPU (``dry_run=true``): training,
 evaluation, reuse of finished runs, tables and figures; and the GPU recipe's time budget."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
+
+from cutslots.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def bench():
     spec = importlib.util.spec_from_file_location("bench_discovery", ROOT / "benchmarks" / "discovery.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # pydantic resolves the config's annotations through it
     spec.loader.exec_module(module)
     return module
 
@@ -24,18 +28,11 @@ def bench():
 def test_dry_run_writes_tables_curves_and_figures_and_reuses_finished_runs(bench, tmp_path, capsys):
     work, out = tmp_path / "work", tmp_path / "results" / "disc"
     args = [
-        "--dry-run",
-        "--train-sets",
-        "shapes",
-        "textured",
-        "--models",
-        "cut",
-        "slot_attention",
-        "--seeds",
-        "0",
-        "1",
-        "--work",
-        str(work),
+        "dry_run=true",
+        "train_sets=[shapes, textured]",
+        "models=[cut, slot_attention]",
+        "seeds=[0, 1]",
+        f"work={work}",
         "--out",
         str(out),
     ]
@@ -90,3 +87,16 @@ def test_gpu_recipe_is_gpu_sized_and_minutes_pick_the_steps(bench, tmp_path, mon
     times = iter([0.0, 0.5])  # the probe's start and end: 10 steps in 0.5 s
     monkeypatch.setattr(bench.time, "perf_counter", lambda: next(times))
     assert bench.steps_within(dry, seconds=6.0) == 120
+
+
+def test_settings_are_a_config_section(bench, tmp_path):
+    with pytest.raises(ConfigError, match=r"benchmarks/discovery.py \(override 'models=\[cutt\]'\): models: unknown"):
+        bench.main(["models=[cutt]"])
+    with pytest.raises(ConfigError, match="minutes: minutes and steps exclude each other"):
+        bench.main(["minutes=1", "steps=3"])
+    path = tmp_path / "bench.yaml"
+    path.write_text("seeds: [4]\nrecipe: tpu\n")
+    with pytest.raises(ConfigError, match=rf"{path}: recipe: Input should be 'cpu' or 'gpu'"):
+        bench.main(["--config", str(path)])
+    defaults = bench.DiscoveryBenchConfig()
+    assert (defaults.seeds, defaults.train_sets, defaults.recipe) == ((0, 1, 2), ("shapes", "textured"), "cpu")

@@ -25,6 +25,7 @@ from cutslots.config.core import (
     save_config,
     to_dict,
     validate,
+    with_overrides,
 )
 from cutslots.config.experiment import (
     CutGroupingConfig,
@@ -66,6 +67,7 @@ __all__ = [
     "to_dict",
     "upgrade_legacy",
     "validate",
+    "with_overrides",
 ]
 
 

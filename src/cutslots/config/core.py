@@ -10,6 +10,7 @@ or override it came from, as ``<file> (override 'k=v'): model.grouping.gamma: <r
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,7 @@ __all__ = [
     "parse_override",
     "save_config",
     "to_dict",
+    "with_overrides",
 ]
 
 S = TypeVar("S", bound="Section")
@@ -241,8 +243,6 @@ def load_config(
     FileNotFoundError for a missing file and ConfigError (a ValueError) naming the key and the
     file, or the offending override, for anything else.
     """
-    if isinstance(overrides, str):
-        raise TypeError(f"overrides: expected a list of 'key=value' strings, got str {overrides!r}")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
@@ -252,6 +252,15 @@ def load_config(
         raise ConfigError("", f"expected a mapping at the top level, got {type(raw).__name__}", source)
     if upgrade is not None:
         raw = upgrade(raw, source)
+    return with_overrides(raw, overrides, schema=schema, source=source)
+
+
+def with_overrides(raw: dict[str, Any], overrides: Sequence[str] | None, *, schema: type[S], source: str) -> S:
+    """``schema`` from ``raw`` (e.g. ``{}`` for the schema's defaults) with dotted ``key=value``
+    overrides applied; errors name the key and ``source``, or the offending override."""
+    if isinstance(overrides, str):
+        raise TypeError(f"overrides: expected a list of 'key=value' strings, got str {overrides!r}")
+    raw = copy.deepcopy(raw)
     origin: dict[str, str] = {}  # dotted key -> override text, to blame overrides for bad values
     for text in overrides or []:
         where = f"{source} (override {text!r})"
