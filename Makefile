@@ -28,4 +28,4 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/cutslots bench qp --out benchmarks/results/qp
+	$(BIN)/cutslots bench qp --config bench_qp --out benchmarks/results/qp

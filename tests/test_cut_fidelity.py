@@ -1,22 +1,28 @@
 import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from cutslots import cli
+from cutslots.config import ConfigError, load_config, resolve_config, to_dict
 from cutslots.experiments.cut_fidelity import (
+    CutFidelityConfig,
     boykov_jolly_weights,
     compare,
     cut_value,
     exact_min_cut,
     load_photo,
-    main,
     seed_masks,
     sweep_cut,
 )
 from cutslots.qp import GridCutQP
+
+CONFIG = resolve_config("cut_fidelity")
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 OFFSETS = {0: (0, 1), 1: (0, -1), 2: (1, 0), 3: (-1, 0)}
 
@@ -168,8 +174,8 @@ def test_documented_relaxation_facts(photo_case):
 
 def test_end_to_end_tiny(tmp_path, capsys):
     out = tmp_path / "cf"
-    args = ["--images", "camera", "chelsea", "--sizes", "8", "--gammas", "1", "--lambdas", "0", "2"]
-    assert main(args + ["--out", str(out)]) == 0
+    overrides = ["images=[camera, chelsea]", "sizes=[8]", "gammas=[1]", "lambdas=[0, 2]"]
+    assert cli.main(["cut-fidelity", "--config", "cut_fidelity", *overrides, "--out", str(out)]) == 0
     report = json.loads((tmp_path / "cf.json").read_text())
     records = report["records"]
     assert len(records) == 2 * 2 * 2  # images x lambdas x forms
@@ -182,6 +188,10 @@ def test_end_to_end_tiny(tmp_path, capsys):
     assert "| paper | 8 | 2 |" in (tmp_path / "cf.md").read_text()
     assert Image.open(tmp_path / "cf.png").size[0] > 0
     assert "Gamma sweep" in capsys.readouterr().out
+    # The result says what produced it: the resolved config, in the JSON and as a rerunnable YAML.
+    config = load_config(CONFIG, overrides, schema=CutFidelityConfig)
+    assert load_config(tmp_path / "cf.config.yaml", schema=CutFidelityConfig) == config
+    assert report["config"] == to_dict(config)
 
 
 def test_bad_input():
@@ -196,7 +206,31 @@ def test_bad_input():
         boykov_jolly_weights(np.zeros((8, 8, 1)), fg, bg, -1.0)
     with pytest.raises(ValueError, match="non-negative"):
         exact_min_cut(-np.ones((6, 2, 2)))
-    with pytest.raises(SystemExit):
-        main(["--sizes", "0"])
-    with pytest.raises(SystemExit):
-        main(["--images", "lena"])
+
+
+# Every range the former command-line flags checked, now named by the dotted key.
+@pytest.mark.parametrize("override, key", [
+    ("sizes=[0]", "sizes[0]"),
+    ("sizes=[8, 2]", "sizes[1]"),  # >= 4
+    ("sizes=[]", "sizes"),
+    ("images=[lena]", "images[0]"),
+    ("gammas=[1, 0]", "gammas[1]"),
+    ("gammas=[.nan]", "gammas[0]"),
+    ("lambdas=[-1]", "lambdas[0]"),
+    ("forms=[exact]", "forms[0]"),
+    ("bins=0", "bins"),
+])
+def test_bad_settings_name_the_key_and_the_override(override, key, capsys):
+    with pytest.raises(ConfigError) as err:
+        load_config(CONFIG, [override], schema=CutFidelityConfig)
+    assert err.value.key == key and err.value.source == f"{CONFIG} (override {override!r})"
+    assert cli.main(["cut-fidelity", "--config", "cut_fidelity", override]) == 2
+    assert f"{CONFIG} (override {override!r}): {key}: " in capsys.readouterr().err
+
+
+def test_yaml_has_the_settings_of_the_committed_results():
+    committed = json.loads((RESULTS / "cut_fidelity.json").read_text())
+    config = load_config(CONFIG, schema=CutFidelityConfig)
+    assert to_dict(config) == committed["config"] == to_dict(CutFidelityConfig())  # the defaults, too
+    assert len(committed["records"]) == (len(config.images) * len(config.sizes) * len(config.forms)
+                                         * len(config.gammas) * len(config.lambdas))

@@ -7,11 +7,13 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import TypeVar
 
-from cutslots.config import ExperimentConfig, load_experiment, to_dict
+from cutslots.config import ExperimentConfig, Section, load_config, load_experiment, resolve_config, to_dict
 from cutslots.data.registry import VIDEO_DATASETS
 
 DEMO_OUT = "runs/demo"
+S = TypeVar("S", bound=Section)
 
 
 def demo_config(out_dir: str = DEMO_OUT, steps: int | None = None) -> ExperimentConfig:
@@ -96,19 +98,39 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from cutslots.bench.qp import main  # "qp" is the only choice the subparser accepts
+def _load(args: argparse.Namespace, schema: type[S]) -> S:
+    """The ``--config`` file (or packaged name) of a command as ``schema``, with its overrides."""
+    return load_config(resolve_config(args.config), args.overrides, schema=schema)
 
-    return main(args.rest)
+
+def _cmd_matching(args: argparse.Namespace) -> int:
+    from cutslots.experiments.cora_matching import CoraMatchingConfig, run_experiment
+
+    print(run_experiment(_load(args, CoraMatchingConfig), args.out))
+    return 0
 
 
-def _forward(module: str):
-    def run(args: argparse.Namespace) -> int:
-        import importlib
+def _cmd_cut_fidelity(args: argparse.Namespace) -> int:
+    from cutslots.experiments.cut_fidelity import CutFidelityConfig, run_experiment
 
-        return importlib.import_module(module).main(args.rest)
+    print(run_experiment(_load(args, CutFidelityConfig), args.out))
+    return 0
 
-    return run
+
+def _cmd_bench_qp(args: argparse.Namespace) -> int:
+    from cutslots.bench.qp import QPBenchConfig, run_benchmark
+
+    print(run_benchmark(_load(args, QPBenchConfig), args.out), end="")
+    return 0
+
+
+def _config_arguments(p: argparse.ArgumentParser, example: str, out: str, out_required: bool = False) -> None:
+    """``--config NAME_OR_PATH``, ``--out PATH`` and dotted overrides. Outputs are a flag, not a
+    config key: a saved config then reruns anywhere, and a packaged one never names a path."""
+    p.add_argument("--config", required=True, metavar="NAME_OR_PATH",
+                   help=f"a YAML file, or a packaged config's name ({example})")
+    p.add_argument("--out", type=Path, required=out_required, metavar="PATH", help=out)
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides (values read as YAML)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,18 +164,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.set_defaults(run=_cmd_eval)
 
-    p = sub.add_parser("bench", help="benchmarks: `cutslots bench qp --out PATH [options]`")
-    p.add_argument("what", choices=["qp"])
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(run=_cmd_bench)
+    p = sub.add_parser("bench", help="benchmarks: `cutslots bench qp --config bench_qp --out PATH`")
+    bench = p.add_subparsers(dest="what", required=True)
+    p = bench.add_parser("qp", help="grid cut QP engines: forward + backward time")
+    _config_arguments(p, "bench_qp", "write PATH.json, PATH.md and PATH.config.yaml (the committed run: "
+                      "benchmarks/results/qp)", out_required=True)
+    p.set_defaults(run=_cmd_bench_qp)
 
-    for name, module, text in (
-        ("matching-experiment", "cutslots.experiments.cora_matching", "Cora bipartite matching (paper §6.2)"),
-        ("cut-fidelity", "cutslots.experiments.cut_fidelity", "relaxed cut vs exact min cut"),
-    ):
-        p = sub.add_parser(name, help=text, add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(run=_forward(module))
+    p = sub.add_parser("matching-experiment", help="Cora bipartite matching (paper §6.2)")
+    _config_arguments(p, "cora_matching, cora_synthetic",
+                      "write PATH.json, PATH.md and PATH.config.yaml (default: print the table only)")
+    p.set_defaults(run=_cmd_matching)
+
+    p = sub.add_parser("cut-fidelity", help="relaxed cut vs exact min cut")
+    _config_arguments(p, "cut_fidelity",
+                      "write PATH.json, PATH.md, PATH.png and PATH.config.yaml (default: print the tables only)")
+    p.set_defaults(run=_cmd_cut_fidelity)
     return parser
 
 

@@ -10,35 +10,42 @@ H x H grids for:
   layer's large fresh outputs is faulted in and zeroed by the kernel, which is a large and
   machine-dependent share of the time;
 - the paper's method, the generic sparse KKT layer (``engine="sparse"``) with SuperLU and,
-  when scikit-sparse is installed, CHOLMOD; timed on ``--sparse-batch`` QPs and extrapolated
+  when scikit-sparse is installed, CHOLMOD; timed on ``sparse_batch`` QPs and extrapolated
   linearly to the full batch (the solve is a multi-right-hand-side triangular solve, linear in
   the batch);
 - on small grids, outside references: a dense float64 KKT solve (numpy) and qpth, if installed
   (it needs one dummy inequality for an equality-only QP).
 
-Run as ``cutslots bench qp --out PATH`` (the committed results: ``--out benchmarks/results/qp``,
-as ``make bench`` and ``python benchmarks/qp.py`` pass it). Writes ``PATH.json`` and ``PATH.md``
+Settings: :class:`QPBenchConfig`. Run as ``cutslots bench qp --config bench_qp --out PATH``
+(the committed results: ``--out benchmarks/results/qp``, as ``make bench`` and
+``python benchmarks/qp.py`` pass it). Writes ``PATH.json``, ``PATH.md`` and ``PATH.config.yaml``
 and prints the table with the speed-up ratios.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing
 import os
 import platform
+import re
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable
+from typing import Annotated, Callable
 
 import numpy as np
 import torch
+from pydantic import Field, field_validator
 
+from cutslots.config import Section, save_config
+from cutslots.config.core import Tuple
 from cutslots.qp import GridCutQP, build_grid_cut_graph, cholmod_available
 from cutslots.qp.factor import SuperLUFactor, WoodburyFactor
+
+PositiveInt = Annotated[int, Field(ge=1)]
 
 # Process environments for the closed-form timings: glibc defaults, or freed memory kept.
 ALLOCATORS: dict[str, dict[str, str]] = {
@@ -168,59 +175,66 @@ def qpth_time(size: int, batch: int, repeats: int) -> float | None:
     return median_time(run, repeats, warmup=0)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cutslots bench qp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128])
-    parser.add_argument("--batch", type=int, default=768, help="cut QPs per forward+backward")
-    parser.add_argument("--sparse-batch", type=int, default=64, help="QPs actually timed on the sparse path")
-    parser.add_argument("--reference-sizes", type=int, nargs="*", default=[8, 16])
-    parser.add_argument("--reference-batch", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=11)
-    parser.add_argument("--rounds", type=int, default=3, help="fresh-process rounds of the closed-form timings")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--skip-kept-malloc", action="store_true",
-                        help="time the closed form with glibc's default malloc only (see ALLOCATORS)")
-    parser.add_argument("--out", type=Path, required=True, metavar="PATH",
-                        help="writes PATH.json and PATH.md (the committed run: benchmarks/results/qp)")
-    return parser
+class QPBenchConfig(Section):
+    """What is timed, and how often."""
+
+    sizes: Annotated[Tuple[PositiveInt], Field(min_length=1)] = (32, 64, 128)  # grid side, px
+    batch: PositiveInt = 768  # cut QPs per forward+backward (64 images x 12 partitions)
+    sparse_batch: PositiveInt = 64  # QPs actually timed on the sparse path
+    reference_sizes: Tuple[PositiveInt] = (8, 16)  # grids of the outside references (none: skip them)
+    reference_batch: PositiveInt = 16
+    repeats: PositiveInt = 11  # timed calls per measurement (median)
+    rounds: PositiveInt = 3  # fresh-process rounds of the closed-form timings
+    device: str = "cpu"  # "cpu" | "cuda" | "cuda:N"; the sparse path and the references run on the CPU only
+    kept_malloc: bool = True  # also time the closed form with freed memory kept (see ALLOCATORS)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        if re.fullmatch(r"cpu|cuda(:\d+)?", device) is None:
+            raise ValueError(f"expected 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+        return device
+
+    @property
+    def allocators(self) -> list[str]:
+        return list(ALLOCATORS) if self.kept_malloc else ["default"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    args.allocators = ["default"] if args.skip_kept_malloc else list(ALLOCATORS)
+def run_benchmark(config: QPBenchConfig, out: Path) -> str:
+    """Run the benchmark; writes ``out.json``, ``out.md`` and ``out.config.yaml`` (the config that
+    produced them) and returns the markdown."""
     torch.manual_seed(0)
-    device = torch.device(args.device)
+    device = torch.device(config.device)
     backends = ["scipy"] + (["cholmod"] if cholmod_available() else [])
-    rounds = closed_form_rounds(args)
-    rows = median_rows(rounds, args.sizes, args.batch)
+    rounds = closed_form_rounds(config)
+    rows = median_rows(rounds, config.sizes, config.batch)
     refs: list[dict[str, object]] = []
     if device.type == "cpu":  # the sparse engine and the references run on the CPU only
         for row in rows:
-            time_sparse(row, backends, args)
-        refs = reference_timings(args)
+            time_sparse(row, backends, config)
+        refs = reference_timings(config)
     result = {
-        "meta": run_meta(args, device), "rows": rows, "references": refs, "growth_64_to_128": growth_64_to_128(rounds)
+        "meta": run_meta(config, device), "rows": rows, "references": refs, "growth_64_to_128": growth_64_to_128(rounds)
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    args.out.with_suffix(".md").write_text(render_markdown(result, backends))
-    print(render_markdown(result, backends))
-    return 0
+    markdown = render_markdown(result, backends)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    out.with_suffix(".md").write_text(markdown)
+    save_config(config, out.with_suffix(".config.yaml"))
+    return markdown
 
 
-def closed_form_rounds(args: argparse.Namespace) -> list[dict[int, dict[str, float]]]:
-    """Closed-form timings of every size and allocator, ``args.rounds`` times: ``[round][size][key]``.
+def closed_form_rounds(config: QPBenchConfig) -> list[dict[int, dict[str, float]]]:
+    """Closed-form timings of every size and allocator, ``config.rounds`` times: ``[round][size][key]``.
 
     Rounds interleave the sizes, so a slow drift of the machine's speed hits all of them alike."""
     rounds: list[dict[int, dict[str, float]]] = []
-    for r in range(args.rounds):
+    for r in range(config.rounds):
         per_size: dict[int, dict[str, float]] = {}
-        for size in args.sizes:
+        for size in config.sizes:
             cells: dict[str, float] = {}
-            for allocator in args.allocators:
-                t = in_fresh_process(allocator, closed_form_timings, size, args.batch, args.repeats, args.device)
+            for allocator in config.allocators:
+                t = in_fresh_process(allocator, closed_form_timings, size, config.batch, config.repeats, config.device)
                 prefix = "closed_form" if allocator == "default" else allocator
                 cells[f"{prefix}_p_s"], cells[f"{prefix}_p_d_s"] = t["p_s"], t["p_d_s"]
                 if allocator == "default":
@@ -232,7 +246,7 @@ def closed_form_rounds(args: argparse.Namespace) -> list[dict[int, dict[str, flo
     return rounds
 
 
-def median_rows(rounds: list[dict[int, dict[str, float]]], sizes: list[int], batch: int) -> list[dict[str, object]]:
+def median_rows(rounds: list[dict[int, dict[str, float]]], sizes: Sequence[int], batch: int) -> list[dict[str, object]]:
     """One row per size: each cell the median over rounds, with its range."""
     rows: list[dict[str, object]] = []
     for size in sizes:
@@ -251,42 +265,42 @@ def growth_64_to_128(rounds: list[dict[int, dict[str, float]]]) -> dict[str, flo
     return {k: statistics.median(rd[128][k] / rd[64][k] for rd in rounds) for k in rounds[0][64] if k in _CLOSED_KEYS}
 
 
-def time_sparse(row: dict[str, object], backends: list[str], args: argparse.Namespace) -> None:
+def time_sparse(row: dict[str, object], backends: list[str], config: QPBenchConfig) -> None:
     """Add the sparse engine's factor time, factor size and fwd+bwd time per backend to ``row``,
-    timed on ``args.sparse_batch`` QPs and extrapolated to ``args.batch``."""
+    timed on ``config.sparse_batch`` QPs and extrapolated to ``config.batch``."""
     size = int(row["size"])  # type: ignore[call-overload]
-    ws = torch.randn(args.sparse_batch, 6, size, size, dtype=torch.float64)
+    ws = torch.randn(config.sparse_batch, 6, size, size, dtype=torch.float64)
     for backend in backends:
         start = time.perf_counter()
         sparse = GridCutQP(size, size, gamma=1.0, engine="sparse", backend=backend, cache_dir=False)
         row[f"{backend}_factor_s"] = time.perf_counter() - start
         row[f"{backend}_factor_nnz"] = factor_nnz(sparse)
-        t = median_time(fwd_bwd(sparse, ws, with_d=True), args.repeats)
-        row[f"{backend}_s"] = t * args.batch / args.sparse_batch
+        t = median_time(fwd_bwd(sparse, ws, with_d=True), config.repeats)
+        row[f"{backend}_s"] = t * config.batch / config.sparse_batch
         row[f"{backend}_ratio"] = row[f"{backend}_s"] / row["closed_form_p_d_s"]  # type: ignore[operator]
         print(
             f"{size}px {backend}: factor {row[f'{backend}_factor_s']:.2f} s, "
             f"{row[f'{backend}_factor_nnz']:,} nnz, fwd+bwd {row[f'{backend}_s']:.2f} s "
-            f"(extrapolated from {args.sparse_batch}), {row[f'{backend}_ratio']:.0f}x the closed form",
+            f"(extrapolated from {config.sparse_batch}), {row[f'{backend}_ratio']:.0f}x the closed form",
             flush=True,
         )
 
 
-def reference_timings(args: argparse.Namespace) -> list[dict[str, object]]:
-    """Closed form, dense KKT and qpth on the small ``args.reference_sizes`` grids (float64)."""
+def reference_timings(config: QPBenchConfig) -> list[dict[str, object]]:
+    """Closed form, dense KKT and qpth on the small ``config.reference_sizes`` grids (float64)."""
     refs: list[dict[str, object]] = []
-    for size in args.reference_sizes:
-        ref: dict[str, object] = {"size": size, "batch": args.reference_batch}
-        w = torch.randn(args.reference_batch, 6, size, size, dtype=torch.float64)
-        ref["closed_form_s"] = median_time(fwd_bwd(GridCutQP(size, size), w, True), args.repeats)
-        ref["dense_kkt_s"] = dense_kkt_time(size, args.reference_batch, max(1, args.repeats // 2))
-        ref["qpth_s"] = qpth_time(size, args.reference_batch, 1)
+    for size in config.reference_sizes:
+        ref: dict[str, object] = {"size": size, "batch": config.reference_batch}
+        w = torch.randn(config.reference_batch, 6, size, size, dtype=torch.float64)
+        ref["closed_form_s"] = median_time(fwd_bwd(GridCutQP(size, size), w, True), config.repeats)
+        ref["dense_kkt_s"] = dense_kkt_time(size, config.reference_batch, max(1, config.repeats // 2))
+        ref["qpth_s"] = qpth_time(size, config.reference_batch, 1)
         refs.append(ref)
         print(f"{size}px references: {ref}", flush=True)
     return refs
 
 
-def run_meta(args: argparse.Namespace, device: torch.device) -> dict[str, object]:
+def run_meta(config: QPBenchConfig, device: torch.device) -> dict[str, object]:
     """Machine, versions and settings the timings were taken with."""
     return {
         "machine": platform.processor() or platform.machine(),
@@ -296,8 +310,8 @@ def run_meta(args: argparse.Namespace, device: torch.device) -> dict[str, object
         "python": sys.version.split()[0],
         "device": str(device),
         "date": time.strftime("%Y-%m-%d"),
-        "allocators": {a: ALLOCATORS[a] for a in args.allocators},
-        "rounds": args.rounds,
+        "allocators": {a: ALLOCATORS[a] for a in config.allocators},
+        "rounds": config.rounds,
         "sparse_allocator_env": {k: v for k, v in os.environ.items() if k.startswith(_ALLOCATOR_VARS)},
     }
 
@@ -396,7 +410,3 @@ def render_markdown(result: dict, backends: list[str]) -> str:
             qpth = "not installed" if r["qpth_s"] is None else f"{r['qpth_s']:.3f}"
             lines.append(f"| {r['size']} | {r['batch']} | {r['closed_form_s']:.4f} | {r['dense_kkt_s']:.3f} | {qpth} |")
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -24,25 +24,28 @@ Adam largely undoes.
 The network's first layer is applied to all ``side x side`` concatenations at once by
 splitting its weight into the left and right halves (``W [a; b] = W_l a + W_r b``): the same
 function as on explicit edge features, without materialising ``(2500, 2866)`` per instance.
+
+Settings: :class:`CoraMatchingConfig` (``configs/cora_matching.yaml``: real Cora;
+``configs/cora_synthetic.yaml``: the committed synthetic run), run by :func:`run_experiment`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+from pydantic import Discriminator, Field, Tag, model_validator
 from scipy.optimize import linprog
 
-from cutslots.data.cora import read_cora, write_synthetic_cora
+from cutslots.config import ConfigError, Section, save_config, to_dict
+from cutslots.data.cora import CitationGraph, read_cora, write_synthetic_cora
 from cutslots.experiments.cora_graph import MatchingInstances, build_matching_instances
 from cutslots.qp import MatchingQP
 
@@ -51,6 +54,88 @@ PAPER_REFERENCE = {
     "Wilder et al. 2019 (decision-focused)": (6.15, 0.38),
 }
 METHODS = ("two_stage", "decision_focused", "random", "optimal")
+
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+LearningRate = Annotated[float, Field(ge=0)]  # what torch's Adam accepts
+
+
+class CoraDataConfig(Section):
+    """Cora on disk, in the LINQS (``cora.content``, ``cora.cites``) or Planetoid (``ind.cora.*``) format."""
+
+    kind: Literal["cora"] = "cora"
+    root: Annotated[str, Field(min_length=1)]  # its folder; required, as nothing is downloaded
+    format: Literal["auto", "linqs", "planetoid"] = "auto"
+
+
+class SyntheticCoraConfig(Section):
+    """A Cora-like graph from ``seed``, written as LINQS files and read back by the same reader."""
+
+    kind: Literal["synthetic"] = "synthetic"
+    num_nodes: Annotated[int, Field(ge=2)] = 2708
+
+
+def _data_kind(value: Any) -> str:
+    """The tag of a data section; one without ``kind`` is real Cora, the paper's data."""
+    return str(value.get("kind", "cora")) if isinstance(value, dict) else str(getattr(value, "kind", ""))
+
+
+DataSource = Annotated[Annotated[CoraDataConfig, Tag("cora")] | Annotated[SyntheticCoraConfig, Tag("synthetic")],
+                       Discriminator(_data_kind)]
+
+
+class InstancesConfig(Section):
+    """How the graph becomes matching instances (:func:`build_matching_instances`)."""
+
+    num_parts: PositiveInt = 27  # one instance per part
+    side: PositiveInt = 50  # nodes per side of an instance
+    split: Literal["maxcut", "random"] = "maxcut"  # how a part is split into sides
+
+
+class TwoStageConfig(Section):
+    """The two-stage network: BCE on the edge labels, minibatches of 100 edges (Wilder et al.)."""
+
+    epochs: NonNegativeInt = 2
+    lr: LearningRate = 1e-3
+
+
+class DecisionFocusedConfig(Section):
+    """The network trained through the relaxed matching QP, one instance a step."""
+
+    epochs: NonNegativeInt = 12
+    lr: LearningRate = 1e-4
+    gamma: Annotated[float, Field(gt=0)] = 0.1  # QP gamma, convention 1/2 gamma |z|^2
+    gamma_decay: Annotated[float, Field(gt=0, le=1)] = 0.8  # gamma multiplier after every epoch
+
+
+class TrainingConfig(Section):
+    """Repeated random train/test splits, each training fresh networks of width ``hidden``."""
+
+    repeats: PositiveInt = 30
+    test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    hidden: PositiveInt = 500
+    two_stage: TwoStageConfig = Field(default_factory=TwoStageConfig)
+    decision_focused: DecisionFocusedConfig = Field(default_factory=DecisionFocusedConfig)
+
+
+class CoraMatchingConfig(Section):
+    """The whole experiment; the defaults are the published settings (real Cora, 30 repeats)."""
+
+    data: DataSource  # no default: a config says which graph it uses
+    instances: InstancesConfig = Field(default_factory=InstancesConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = 0  # synthetic graph, sides, splits, initialisation
+    threads: PositiveInt = 1  # torch threads (small networks: more threads mostly contend)
+
+    @model_validator(mode="after")
+    def _test_split(self) -> CoraMatchingConfig:
+        # Checked here too, so a bad split fails before the graph is read and names its key.
+        num = self.instances.num_parts
+        n_test = int(self.training.test_fraction * num)
+        if not 1 <= n_test < num:
+            raise ConfigError("training.test_fraction", f"expected 1..{num - 1} test instances of instances.num_parts="
+                                                        f"{num}, got {self.training.test_fraction} ({n_test})")
+        return self
 
 
 class EdgeScorer(torch.nn.Module):
@@ -271,105 +356,62 @@ def format_table(summary: dict[str, dict[str, float]], title: str) -> str:
     return "\n".join(lines)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="cutslots matching-experiment",
-        description="Cora bipartite matching: two-stage vs decision-focused learning through the matching QP.",
-    )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", type=Path, help="folder with Cora in the LINQS or Planetoid format")
-    src.add_argument("--synthetic", action="store_true", help="generate a Cora-like graph (written and read as LINQS)")
-    p.add_argument("--format", choices=("auto", "linqs", "planetoid"), default="auto")
-    p.add_argument("--synthetic-nodes", type=int, default=2708)
-    p.add_argument("--num-parts", type=int, default=27)
-    p.add_argument("--side", type=int, default=50, help="nodes per side of an instance")
-    p.add_argument("--split", choices=("maxcut", "random"), default="maxcut", help="how a part is split into sides")
-    p.add_argument("--repeats", type=int, default=30)
-    p.add_argument("--test-fraction", type=float, default=0.2)
-    p.add_argument("--two-stage-epochs", type=int, default=2)
-    p.add_argument("--decision-epochs", type=int, default=12)
-    p.add_argument("--two-stage-lr", type=float, default=1e-3)
-    p.add_argument("--decision-lr", type=float, default=1e-4)
-    p.add_argument("--gamma", type=float, default=0.1, help="QP gamma, convention 1/2 gamma |z|^2")
-    p.add_argument("--gamma-decay", type=float, default=0.8, help="gamma multiplier after every epoch")
-    p.add_argument("--hidden", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (small networks: more threads mostly contend)")
-    p.add_argument("--out", type=Path, help="write <OUT>.json and <OUT>.md")
-    return p
+def _load_graph(data: DataSource, seed: int) -> tuple[CitationGraph, str]:
+    """The citation graph of ``data`` and a description of where it came from."""
+    if isinstance(data, SyntheticCoraConfig):
+        with tempfile.TemporaryDirectory() as tmp:
+            graph = read_cora(write_synthetic_cora(tmp, seed=seed, num_nodes=data.num_nodes), "linqs")
+        return graph, f"synthetic Cora-like graph (seed {seed})"
+    return read_cora(data.root, data.format), data.root
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; prints the result table and returns 0."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    checks = [
-        ("--repeats", args.repeats >= 1),
-        ("--two-stage-epochs", args.two_stage_epochs >= 0),
-        ("--decision-epochs", args.decision_epochs >= 0),
-        ("--gamma", args.gamma > 0 and math.isfinite(args.gamma)),
-        ("--gamma-decay", 0 < args.gamma_decay <= 1),
-        ("--test-fraction", 0 < args.test_fraction < 1),
-        ("--hidden", args.hidden >= 1),
-        ("--synthetic-nodes", args.synthetic_nodes >= 2),
-        ("--threads", args.threads >= 1),
-    ]
-    for flag, ok in checks:
-        if not ok:
-            parser.error(f"{flag} has an invalid value ({getattr(args, flag[2:].replace('-', '_'))})")
+def run_experiment(config: CoraMatchingConfig, out: Path | None = None) -> str:
+    """The experiment of ``config``; returns the result table. With ``out``, writes
+    ``<out>.json``, ``<out>.md`` and ``<out>.config.yaml`` (the config that produced them)."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(config.threads)
     try:
-        return _run(args)
+        return _run(config, out)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(config: CoraMatchingConfig, out: Path | None) -> str:
     start = time.time()
-    if args.synthetic:
-        with tempfile.TemporaryDirectory() as tmp:
-            graph = read_cora(write_synthetic_cora(tmp, seed=args.seed, num_nodes=args.synthetic_nodes), "linqs")
-        source = f"synthetic Cora-like graph (seed {args.seed})"
-    else:
-        graph = read_cora(args.data, args.format)
-        source = str(args.data)
-    instances = build_matching_instances(graph, args.num_parts, args.side, args.split, args.seed)
+    graph, source = _load_graph(config.data, config.seed)
+    inst, training = config.instances, config.training
+    instances = build_matching_instances(graph, inst.num_parts, inst.side, inst.split, config.seed)
+    two_stage, decision = training.two_stage, training.decision_focused
     result = run_matching_experiment(
         instances,
-        args.repeats,
-        args.test_fraction,
-        args.two_stage_epochs,
-        args.decision_epochs,
-        args.two_stage_lr,
-        args.decision_lr,
-        args.gamma,
-        args.gamma_decay,
-        args.hidden,
-        args.seed,
+        training.repeats,
+        training.test_fraction,
+        two_stage.epochs,
+        decision.epochs,
+        two_stage.lr,
+        decision.lr,
+        decision.gamma,
+        decision.gamma_decay,
+        training.hidden,
+        config.seed,
     )
     summary = summarize(result["per_repeat"])
-    title = f"Matched true edges on test instances: {source}, {len(instances)} instances, {args.repeats} repeats"
+    title = f"Matched true edges on test instances: {source}, {len(instances)} instances, {training.repeats} repeats"
     table = format_table(summary, title)
-    print(table)
-    if args.out is not None:
-        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "out"}
+    if out is not None:
         report = {
             "source": source,
             "graph": {"nodes": graph.num_nodes, "edges": graph.num_edges, "features": int(graph.features.shape[1])},
             "instance_edges": [float(t.sum()) for t in instances.target],
-            "config": config,
+            "config": to_dict(config),
             "summary": summary,
             "paper_reference": {k: {"mean": m, "std": s} for k, (m, s) in PAPER_REFERENCE.items()},
             "per_repeat": result["per_repeat"],
             "epoch_losses": result["losses"],
             "seconds": round(time.time() - start, 1),
         }
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        Path(f"{args.out}.json").write_text(json.dumps(report, indent=1))
-        Path(f"{args.out}.md").write_text(table + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Path(f"{out}.json").write_text(json.dumps(report, indent=1))
+        Path(f"{out}.md").write_text(table + "\n")
+        save_config(config, f"{out}.config.yaml")
+    return table

@@ -28,26 +28,44 @@ the exact cut, the ratio of the thresholded segmentation's cut value to the min 
 and ``soft_l1``, the mean ``|clip((p - p_t) / (p_s - p_t), 0, 1) - exact|`` (only when
 ``p_s > p_t``). As a baseline, the same scores for the unary-only labelling
 ``source > sink`` (``*_unary``): what the relaxation must beat to have used the pairwise terms.
+
+Settings: :class:`CutFidelityConfig` (``configs/cut_fidelity.yaml``: the committed run), run by
+:func:`run_experiment`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 import torch
+from pydantic import Field
 
+from cutslots.config import Section, save_config, to_dict
+from cutslots.config.core import Tuple
 from cutslots.plots import cut_fidelity_figure, save_figure
 from cutslots.qp import GridCutQP
 from cutslots.qp.grid_graph import CutForm
 
-IMAGES = ("coffee", "astronaut", "camera", "chelsea")
+Photo = Literal["coffee", "astronaut", "camera", "chelsea"]
+IMAGES: tuple[Photo, ...] = get_args(Photo)
 _OFFSETS = ((0, 1), (0, -1), (1, 0), (-1, 0))  # right, left, down, up
+
+
+class CutFidelityConfig(Section):
+    """The sweep: every (image, size, form, gamma, lambda) is one comparison."""
+
+    images: Annotated[Tuple[Photo], Field(min_length=1)] = IMAGES  # scikit-image photos
+    sizes: Annotated[Tuple[Annotated[int, Field(ge=4)]], Field(min_length=1)] = (32, 64, 128)  # px
+    # QP gamma, convention 1/2 gamma |z|^2; the first is the gamma of the main table and figure.
+    gammas: Annotated[Tuple[Annotated[float, Field(gt=0)]], Field(min_length=1)] = (0.1, 1.0, 10.0)
+    lambdas: Annotated[Tuple[Annotated[float, Field(ge=0)]], Field(min_length=1)] = (0.0, 1.0, 4.0, 16.0)
+    forms: Annotated[Tuple[CutForm], Field(min_length=1)] = ("paper", "released")
+    bins: Annotated[int, Field(ge=1)] = 8  # colour histogram bins per channel
 
 
 def load_photo(name: str, size: int) -> np.ndarray:
@@ -293,54 +311,20 @@ def format_tables(records: list[dict[str, Any]], gamma: float) -> str:
     return "\n".join(lines)
 
 
-def _positive(kind: type) -> Any:
-    def parse(text: str) -> Any:
-        value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-        return value
-
-    return parse
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: runs the comparison, prints the tables, returns 0."""
-    p = argparse.ArgumentParser(
-        prog="cutslots cut-fidelity", description="Relaxed cut QP vs exact min cut (PyMaxflow)."
-    )
-    p.add_argument("--images", nargs="+", choices=IMAGES, default=list(IMAGES))
-    p.add_argument("--sizes", nargs="+", type=_positive(int), default=[32, 64, 128])
-    p.add_argument("--gammas", nargs="+", type=_positive(float), default=[0.1, 1.0, 10.0])
-    p.add_argument("--lambdas", nargs="+", type=_non_negative_float, default=[0.0, 1.0, 4.0, 16.0])
-    p.add_argument("--forms", nargs="+", choices=("paper", "released"), default=["paper", "released"])
-    p.add_argument("--bins", type=_positive(int), default=8, help="histogram bins per colour channel")
-    p.add_argument("--out", type=Path, help="write <OUT>.json, <OUT>.md and <OUT>.png")
-    args = p.parse_args(argv)
-    if min(args.sizes) < 4:
-        p.error(f"--sizes must be >= 4, got {args.sizes}")
+def run_experiment(config: CutFidelityConfig, out: Path | None = None) -> str:
+    """The comparison of ``config``; returns the tables. With ``out``, writes ``<out>.json``,
+    ``<out>.md``, ``<out>.png`` and ``<out>.config.yaml`` (the config that produced them)."""
     start = time.time()
     records, figure = run_cut_fidelity(
-        args.images, args.sizes, args.gammas, args.lambdas, args.forms, args.bins
+        config.images, config.sizes, config.gammas, config.lambdas, config.forms, config.bins
     )
-    tables = format_tables(records, args.gammas[0])
-    print(tables)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        config = {k: v for k, v in vars(args).items() if k != "out"}
-        report = {"config": config, "seconds": round(time.time() - start, 1), "records": records}
-        Path(f"{args.out}.json").write_text(json.dumps(report, indent=1))
-        Path(f"{args.out}.md").write_text(tables + "\n")
+    tables = format_tables(records, config.gammas[0])
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        report = {"config": to_dict(config), "seconds": round(time.time() - start, 1), "records": records}
+        Path(f"{out}.json").write_text(json.dumps(report, indent=1))
+        Path(f"{out}.md").write_text(tables + "\n")
+        save_config(config, f"{out}.config.yaml")
         if figure["panels"]:  # the figure shows the paper form
-            save_figure(cut_fidelity_figure(figure), Path(f"{args.out}.png"), dpi=80)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+            save_figure(cut_fidelity_figure(figure), Path(f"{out}.png"), dpi=80)
+    return tables
