@@ -16,8 +16,16 @@ CONFIG = resolve_config("bench_qp")
 
 def test_bench_qp_writes_consistent_tables(tmp_path):
     out = tmp_path / "qp"
-    overrides = ["sizes=[4, 6]", "batch=6", "sparse_batch=3", "reference_sizes=[3]", "reference_batch=2",
-                 "repeats=1", "rounds=2", "kept_malloc=false"]
+    overrides = [
+        "sizes=[4, 6]",
+        "batch=6",
+        "sparse_batch=3",
+        "reference_sizes=[3]",
+        "reference_batch=2",
+        "repeats=1",
+        "rounds=2",
+        "kept_malloc=false",
+    ]
     config = load_config(CONFIG, overrides, schema=QPBenchConfig)
     assert run_benchmark(config, out) == out.with_suffix(".md").read_text()
     result = json.loads(out.with_suffix(".json").read_text())
@@ -56,8 +64,15 @@ def test_cli_bench_qp_writes_only_to_out(tmp_path, monkeypatch, capsys):
         cli.main(["bench", "qp", "--config", "bench_qp", "sizes=[4]"])
     assert err.value.code == 2 and "--out" in capsys.readouterr().err
     out = tmp_path / "res" / "qp"
-    overrides = ["sizes=[4]", "batch=2", "sparse_batch=1", "reference_sizes=[]", "repeats=1", "rounds=1",
-                 "kept_malloc=false"]
+    overrides = [
+        "sizes=[4]",
+        "batch=2",
+        "sparse_batch=1",
+        "reference_sizes=[]",
+        "repeats=1",
+        "rounds=1",
+        "kept_malloc=false",
+    ]
     assert cli.main(["bench", "qp", "--config", "bench_qp", *overrides, "--out", str(out)]) == 0
     assert [r["size"] for r in json.loads(out.with_suffix(".json").read_text())["rows"]] == [4]
     assert "| 4 | 2 |" in out.with_suffix(".md").read_text()
@@ -65,17 +80,20 @@ def test_cli_bench_qp_writes_only_to_out(tmp_path, monkeypatch, capsys):
     assert list(cwd.iterdir()) == []  # nothing under the working directory
 
 
-@pytest.mark.parametrize("override, key", [
-    ("sizes=[]", "sizes"),
-    ("sizes=[64, 0]", "sizes[1]"),
-    ("batch=0", "batch"),
-    ("sparse_batch=0", "sparse_batch"),
-    ("reference_sizes=[-8]", "reference_sizes[0]"),
-    ("repeats=0", "repeats"),
-    ("rounds=0", "rounds"),
-    ("device=gpu", "device"),
-    ("kept_malloc=1", "kept_malloc"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("sizes=[]", "sizes"),
+        ("sizes=[64, 0]", "sizes[1]"),
+        ("batch=0", "batch"),
+        ("sparse_batch=0", "sparse_batch"),
+        ("reference_sizes=[-8]", "reference_sizes[0]"),
+        ("repeats=0", "repeats"),
+        ("rounds=0", "rounds"),
+        ("device=gpu", "device"),
+        ("kept_malloc=1", "kept_malloc"),
+    ],
+)
 def test_bad_settings_name_the_key_and_the_override(override, key, tmp_path, capsys):
     with pytest.raises(ConfigError) as err:
         load_config(CONFIG, [override], schema=QPBenchConfig)
@@ -93,8 +111,11 @@ def test_yaml_has_the_settings_of_the_committed_results():
     refs = [(r["size"], r["batch"]) for r in committed["references"]]
     assert refs == [(s, config.reference_batch) for s in config.reference_sizes]
     meta = committed["meta"]
-    assert (meta["rounds"], meta["device"], list(meta["allocators"])) == (config.rounds, config.device,
-                                                                          config.allocators)
+    assert (meta["rounds"], meta["device"], list(meta["allocators"])) == (
+        config.rounds,
+        config.device,
+        config.allocators,
+    )
 
 
 def test_make_bench_and_the_wrapper_write_the_committed_location(monkeypatch):

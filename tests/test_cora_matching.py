@@ -111,7 +111,7 @@ def test_command_end_to_end(tmp_path, capsys):
     assert cli.main(["matching-experiment", "--config", "cora_matching", *overrides, "--out", str(out)]) == 0
     report = json.loads((tmp_path / "res.json").read_text())
     assert set(report["summary"]) == {"two_stage", "decision_focused", "random", "optimal"}
-    for method, runs in report["per_repeat"].items():
+    for runs in report["per_repeat"].values():
         assert len(runs) == 2 and all(len(r) == 1 for r in runs)  # int(0.2 * 5) = 1 test instance
         for score, best in zip(itertools.chain(*runs), itertools.chain(*report["per_repeat"]["optimal"])):
             assert 0 <= score <= best
@@ -129,23 +129,26 @@ SYNTHETIC = resolve_config("cora_synthetic")
 
 
 # Every range the former command-line flags checked, now named by the dotted key.
-@pytest.mark.parametrize("override, key", [
-    ("training.repeats=0", "training.repeats"),
-    ("training.two_stage.epochs=-1", "training.two_stage.epochs"),
-    ("training.decision_focused.epochs=-1", "training.decision_focused.epochs"),
-    ("training.decision_focused.gamma=0", "training.decision_focused.gamma"),
-    ("training.decision_focused.gamma=.inf", "training.decision_focused.gamma"),
-    ("training.decision_focused.gamma_decay=0", "training.decision_focused.gamma_decay"),
-    ("training.decision_focused.gamma_decay=1.5", "training.decision_focused.gamma_decay"),
-    ("training.test_fraction=0", "training.test_fraction"),
-    ("training.test_fraction=1", "training.test_fraction"),
-    ("training.test_fraction=0.01", "training.test_fraction"),  # no test instance of 27
-    ("training.hidden=0", "training.hidden"),
-    ("data.num_nodes=1", "data.num_nodes"),
-    ("threads=0", "threads"),
-    ("instances.split=metis", "instances.split"),
-    ("data.root=/data/cora", "data.root"),  # a synthetic graph has no folder (was: --synthetic --data)
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("training.repeats=0", "training.repeats"),
+        ("training.two_stage.epochs=-1", "training.two_stage.epochs"),
+        ("training.decision_focused.epochs=-1", "training.decision_focused.epochs"),
+        ("training.decision_focused.gamma=0", "training.decision_focused.gamma"),
+        ("training.decision_focused.gamma=.inf", "training.decision_focused.gamma"),
+        ("training.decision_focused.gamma_decay=0", "training.decision_focused.gamma_decay"),
+        ("training.decision_focused.gamma_decay=1.5", "training.decision_focused.gamma_decay"),
+        ("training.test_fraction=0", "training.test_fraction"),
+        ("training.test_fraction=1", "training.test_fraction"),
+        ("training.test_fraction=0.01", "training.test_fraction"),  # no test instance of 27
+        ("training.hidden=0", "training.hidden"),
+        ("data.num_nodes=1", "data.num_nodes"),
+        ("threads=0", "threads"),
+        ("instances.split=metis", "instances.split"),
+        ("data.root=/data/cora", "data.root"),  # a synthetic graph has no folder (was: --synthetic --data)
+    ],
+)
 def test_bad_settings_name_the_key_and_the_override(override, key):
     with pytest.raises(ConfigError) as err:
         load_config(SYNTHETIC, [override], schema=CoraMatchingConfig)
@@ -156,8 +159,10 @@ def test_bad_settings_fail_the_command_before_running(tmp_path, capsys):
     out = tmp_path / "res"
     argv = ["matching-experiment", "--config", "cora_synthetic", "training.decision_focused.gamma=0"]
     assert cli.main([*argv, "--out", str(out)]) == 2
-    assert (f"{SYNTHETIC} (override 'training.decision_focused.gamma=0'): training.decision_focused.gamma: "
-            in capsys.readouterr().err)
+    assert (
+        f"{SYNTHETIC} (override 'training.decision_focused.gamma=0'): training.decision_focused.gamma: "
+        in capsys.readouterr().err
+    )
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: {kind: synthetic}\ntraining: {repeats: 0}\n")
     assert cli.main(["matching-experiment", "--config", str(bad)]) == 2
@@ -188,11 +193,21 @@ def test_synthetic_yaml_has_the_settings_of_the_committed_results():
     two_stage, decision = training.two_stage, training.decision_focused
     assert isinstance(data, SyntheticCoraConfig) and flags["synthetic"] and flags["data"] is None
     assert {k: v for k, v in flags.items() if k not in ("data", "synthetic", "format")} == {
-        "synthetic_nodes": data.num_nodes, "num_parts": inst.num_parts, "side": inst.side, "split": inst.split,
-        "repeats": training.repeats, "test_fraction": training.test_fraction, "hidden": training.hidden,
-        "two_stage_epochs": two_stage.epochs, "two_stage_lr": two_stage.lr, "decision_epochs": decision.epochs,
-        "decision_lr": decision.lr, "gamma": decision.gamma, "gamma_decay": decision.gamma_decay,
-        "seed": config.seed, "threads": config.threads,
+        "synthetic_nodes": data.num_nodes,
+        "num_parts": inst.num_parts,
+        "side": inst.side,
+        "split": inst.split,
+        "repeats": training.repeats,
+        "test_fraction": training.test_fraction,
+        "hidden": training.hidden,
+        "two_stage_epochs": two_stage.epochs,
+        "two_stage_lr": two_stage.lr,
+        "decision_epochs": decision.epochs,
+        "decision_lr": decision.lr,
+        "gamma": decision.gamma,
+        "gamma_decay": decision.gamma_decay,
+        "seed": config.seed,
+        "threads": config.threads,
     }
     assert committed["source"] == f"synthetic Cora-like graph (seed {config.seed})"
     assert committed["graph"]["nodes"] == data.num_nodes and len(committed["per_repeat"]["two_stage"]) == 5

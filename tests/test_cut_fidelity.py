@@ -66,7 +66,7 @@ def test_hand_built_two_pixel_graph():
 
 def test_directed_maxflow_graph_matches_brute_force():
     rng = np.random.default_rng(3)
-    for trial in range(3):
+    for _ in range(3):
         w = rng.uniform(0, 2, size=(6, 3, 3))
         w[:4] *= rng.random((4, 3, 3)) < 0.7  # some missing edges, asymmetric capacities
         side, flow = exact_min_cut(w)  # off-grid entries (e.g. right in the last column) are junk
@@ -209,17 +209,20 @@ def test_bad_input():
 
 
 # Every range the former command-line flags checked, now named by the dotted key.
-@pytest.mark.parametrize("override, key", [
-    ("sizes=[0]", "sizes[0]"),
-    ("sizes=[8, 2]", "sizes[1]"),  # >= 4
-    ("sizes=[]", "sizes"),
-    ("images=[lena]", "images[0]"),
-    ("gammas=[1, 0]", "gammas[1]"),
-    ("gammas=[.nan]", "gammas[0]"),
-    ("lambdas=[-1]", "lambdas[0]"),
-    ("forms=[exact]", "forms[0]"),
-    ("bins=0", "bins"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("sizes=[0]", "sizes[0]"),
+        ("sizes=[8, 2]", "sizes[1]"),  # >= 4
+        ("sizes=[]", "sizes"),
+        ("images=[lena]", "images[0]"),
+        ("gammas=[1, 0]", "gammas[1]"),
+        ("gammas=[.nan]", "gammas[0]"),
+        ("lambdas=[-1]", "lambdas[0]"),
+        ("forms=[exact]", "forms[0]"),
+        ("bins=0", "bins"),
+    ],
+)
 def test_bad_settings_name_the_key_and_the_override(override, key, capsys):
     with pytest.raises(ConfigError) as err:
         load_config(CONFIG, [override], schema=CutFidelityConfig)
@@ -232,5 +235,6 @@ def test_yaml_has_the_settings_of_the_committed_results():
     committed = json.loads((RESULTS / "cut_fidelity.json").read_text())
     config = load_config(CONFIG, schema=CutFidelityConfig)
     assert to_dict(config) == committed["config"] == to_dict(CutFidelityConfig())  # the defaults, too
-    assert len(committed["records"]) == (len(config.images) * len(config.sizes) * len(config.forms)
-                                         * len(config.gammas) * len(config.lambdas))
+    assert len(committed["records"]) == (
+        len(config.images) * len(config.sizes) * len(config.forms) * len(config.gammas) * len(config.lambdas)
+    )

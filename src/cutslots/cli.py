@@ -30,7 +30,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         raise ValueError("--resume: name the run to continue with --out DIR")
     out = Path(args.out or f"{DEMO_OUT}-{time.strftime('%Y%m%d-%H%M%S')}")
     if (out / "checkpoint.pt").exists() and not args.resume:
-        raise ValueError(f"--out: {out} already holds a demo run; pass --resume to continue it or --out DIR for a new one")
+        raise ValueError(
+            f"--out: {out} already holds a demo run; pass --resume to continue it or --out DIR for a new one"
+        )
     report = run_experiment(demo_config(str(out), args.steps), resume=args.resume)
     print(format_report(report["metrics"]))
     print(f"\nmetrics: {report['metrics_path']}")
@@ -127,8 +129,9 @@ def _cmd_bench_qp(args: argparse.Namespace) -> int:
 def _config_arguments(p: argparse.ArgumentParser, example: str, out: str, out_required: bool = False) -> None:
     """``--config NAME_OR_PATH``, ``--out PATH`` and dotted overrides. Outputs are a flag, not a
     config key: a saved config then reruns anywhere, and a packaged one never names a path."""
-    p.add_argument("--config", required=True, metavar="NAME_OR_PATH",
-                   help=f"a YAML file, or a packaged config's name ({example})")
+    p.add_argument(
+        "--config", required=True, metavar="NAME_OR_PATH", help=f"a YAML file, or a packaged config's name ({example})"
+    )
     p.add_argument("--out", type=Path, required=out_required, metavar="PATH", help=out)
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides (values read as YAML)")
 
@@ -167,25 +170,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmarks: `cutslots bench qp --config bench_qp --out PATH`")
     bench = p.add_subparsers(dest="what", required=True)
     p = bench.add_parser("qp", help="grid cut QP engines: forward + backward time")
-    _config_arguments(p, "bench_qp", "write PATH.json, PATH.md and PATH.config.yaml (the committed run: "
-                      "benchmarks/results/qp)", out_required=True)
+    _config_arguments(
+        p,
+        "bench_qp",
+        "write PATH.json, PATH.md and PATH.config.yaml (the committed run: benchmarks/results/qp)",
+        out_required=True,
+    )
     p.set_defaults(run=_cmd_bench_qp)
 
     p = sub.add_parser("matching-experiment", help="Cora bipartite matching (paper §6.2)")
-    _config_arguments(p, "cora_matching, cora_synthetic",
-                      "write PATH.json, PATH.md and PATH.config.yaml (default: print the table only)")
+    _config_arguments(
+        p,
+        "cora_matching, cora_synthetic",
+        "write PATH.json, PATH.md and PATH.config.yaml (default: print the table only)",
+    )
     p.set_defaults(run=_cmd_matching)
 
     p = sub.add_parser("cut-fidelity", help="relaxed cut vs exact min cut")
-    _config_arguments(p, "cut_fidelity",
-                      "write PATH.json, PATH.md, PATH.png and PATH.config.yaml (default: print the tables only)")
+    _config_arguments(
+        p, "cut_fidelity", "write PATH.json, PATH.md, PATH.png and PATH.config.yaml (default: print the tables only)"
+    )
     p.set_defaults(run=_cmd_cut_fidelity)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return int(args.run(args) or 0)
     except (ValueError, FileNotFoundError, TypeError) as err:

@@ -32,9 +32,9 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Callable
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ from pydantic import Field, field_validator
 from cutslots.config import Section, save_config
 from cutslots.config.core import Tuple
 from cutslots.qp import GridCutQP, build_grid_cut_graph, cholmod_available
-from cutslots.qp.factor import SuperLUFactor, WoodburyFactor
+from cutslots.qp.factor import Backend, CholmodFactor, SuperLUFactor, WoodburyFactor
 
 PositiveInt = Annotated[int, Field(ge=1)]
 
@@ -136,11 +136,13 @@ def in_fresh_process(allocator: str, fn: Callable[..., dict[str, float]], *args:
 
 
 def factor_nnz(qp: GridCutQP) -> int:
-    factor = qp.qp.factorization.factor  # type: ignore[union-attr]
+    assert qp.qp is not None, "the sparse engine"
+    factor = qp.qp.factorization.factor
     base = factor.base if isinstance(factor, WoodburyFactor) else factor
     if isinstance(base, SuperLUFactor):
         return int(base.lu.L.nnz + base.lu.U.nnz)
-    return int(base.factor.L().nnz)  # CHOLMOD
+    assert isinstance(base, CholmodFactor), type(base)
+    return int(base.factor.L().nnz)
 
 
 def dense_kkt_time(size: int, batch: int, repeats: int) -> float:
@@ -205,7 +207,7 @@ def run_benchmark(config: QPBenchConfig, out: Path) -> str:
     produced them) and returns the markdown."""
     torch.manual_seed(0)
     device = torch.device(config.device)
-    backends = ["scipy"] + (["cholmod"] if cholmod_available() else [])
+    backends: list[Backend] = ["scipy", "cholmod"] if cholmod_available() else ["scipy"]
     rounds = closed_form_rounds(config)
     rows = median_rows(rounds, config.sizes, config.batch)
     refs: list[dict[str, object]] = []
@@ -214,7 +216,10 @@ def run_benchmark(config: QPBenchConfig, out: Path) -> str:
             time_sparse(row, backends, config)
         refs = reference_timings(config)
     result = {
-        "meta": run_meta(config, device), "rows": rows, "references": refs, "growth_64_to_128": growth_64_to_128(rounds)
+        "meta": run_meta(config, device),
+        "rows": rows,
+        "references": refs,
+        "growth_64_to_128": growth_64_to_128(rounds),
     }
     markdown = render_markdown(result, backends)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -239,8 +244,11 @@ def closed_form_rounds(config: QPBenchConfig) -> list[dict[int, dict[str, float]
                 cells[f"{prefix}_p_s"], cells[f"{prefix}_p_d_s"] = t["p_s"], t["p_d_s"]
                 if allocator == "default":
                     cells["first_touch_p_s"], cells["first_touch_p_d_s"] = t["first_touch_p_s"], t["first_touch_p_d_s"]
-                print(f"round {r + 1}, {size}px closed form, {allocator} malloc: "
-                      f"{t['p_s']:.3f} s (p), {t['p_d_s']:.3f} s (p+d)", flush=True)
+                print(
+                    f"round {r + 1}, {size}px closed form, {allocator} malloc: "
+                    f"{t['p_s']:.3f} s (p), {t['p_d_s']:.3f} s (p+d)",
+                    flush=True,
+                )
             per_size[size] = cells
         rounds.append(per_size)
     return rounds
@@ -265,7 +273,7 @@ def growth_64_to_128(rounds: list[dict[int, dict[str, float]]]) -> dict[str, flo
     return {k: statistics.median(rd[128][k] / rd[64][k] for rd in rounds) for k in rounds[0][64] if k in _CLOSED_KEYS}
 
 
-def time_sparse(row: dict[str, object], backends: list[str], config: QPBenchConfig) -> None:
+def time_sparse(row: dict[str, object], backends: list[Backend], config: QPBenchConfig) -> None:
     """Add the sparse engine's factor time, factor size and fwd+bwd time per backend to ``row``,
     timed on ``config.sparse_batch`` QPs and extrapolated to ``config.batch``."""
     size = int(row["size"])  # type: ignore[call-overload]
@@ -332,8 +340,13 @@ def targets(result: dict) -> list[str]:
     if row is None:
         return []
     cols = [(a, o, k) for a, o, k in _CLOSED if k in row]
-    lines = ["", "Targets (768 QPs at 64 x 64):", "",
-             "| target | " + " | ".join(f"{o}, {a}" for a, o, _ in cols) + " |", "|---|" + "---|" * len(cols)]
+    lines = [
+        "",
+        "Targets (768 QPs at 64 x 64):",
+        "",
+        "| target | " + " | ".join(f"{o}, {a}" for a, o, _ in cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
 
     def cell(value: float, ok: bool, unit: str = "x") -> str:
         return f"{value:.3g}{unit} {'met' if ok else 'missed'}"
@@ -342,10 +355,14 @@ def targets(result: dict) -> list[str]:
     for backend, need in (("cholmod", 5), ("scipy", 50)):
         if f"{backend}_s" in row:
             ratios = [row[f"{backend}_s"] / row[k] for *_, k in cols]
-            lines.append(f"| >= {need}x faster than {backend} | " + " | ".join(cell(x, x >= need) for x in ratios) + " |")
+            lines.append(
+                f"| >= {need}x faster than {backend} | " + " | ".join(cell(x, x >= need) for x in ratios) + " |"
+            )
     growth = result["growth_64_to_128"]
     if growth is not None:
-        lines.append("| growth 64 -> 128 px <= 5x | " + " | ".join(cell(growth[k], growth[k] <= 5) for *_, k in cols) + " |")
+        lines.append(
+            "| growth 64 -> 128 px <= 5x | " + " | ".join(cell(growth[k], growth[k] <= 5) for *_, k in cols) + " |"
+        )
     return lines
 
 
@@ -356,7 +373,7 @@ def _with_range(row: dict, key: str) -> str:
     return f"{row[key]:.3f} ({low:.3f}-{high:.3f})"
 
 
-def render_markdown(result: dict, backends: list[str]) -> str:
+def render_markdown(result: dict, backends: Sequence[str]) -> str:
     meta = result["meta"]
     kept = ", ".join(f"{k}={v}" for k, v in ALLOCATORS["kept"].items())
     lines = [
@@ -364,7 +381,7 @@ def render_markdown(result: dict, backends: list[str]) -> str:
         "",
         f"{meta['date']}, {meta['device']}, {meta['cpu_count']} cores, {meta['torch_threads']} torch threads, "
         f"torch {meta['torch']}. Each time is one forward and one backward of the layer for fixed output "
-        "gradients on p (\"p\") or on p and the edge variables d (\"p+d\"), median of repeated runs. "
+        'gradients on p ("p") or on p and the edge variables d ("p+d"), median of repeated runs. '
         f"Closed form in float32, each size in a fresh process, {meta['rounds']} rounds over the sizes (median "
         "over rounds, range in brackets; the growth is the median of the rounds' ratios), with glibc's default "
         + (f"malloc and with freed memory kept in the heap ({kept})" if "kept" in meta["allocators"] else "malloc")
@@ -382,7 +399,12 @@ def render_markdown(result: dict, backends: list[str]) -> str:
         cells = [str(r["size"]), str(r["batch"])] + [_with_range(r, k) for *_, k in cols]
         for b in backends:
             if f"{b}_s" in r:
-                cells += [f"{r[f'{b}_factor_s']:.2f}", f"{r[f'{b}_factor_nnz']:,}", f"{r[f'{b}_s']:.2f}", f"{r[f'{b}_ratio']:.0f}x"]
+                cells += [
+                    f"{r[f'{b}_factor_s']:.2f}",
+                    f"{r[f'{b}_factor_nnz']:,}",
+                    f"{r[f'{b}_s']:.2f}",
+                    f"{r[f'{b}_ratio']:.0f}x",
+                ]
             else:
                 cells += ["-"] * 4
         lines.append("| " + " | ".join(cells) + " |")
@@ -404,8 +426,13 @@ def render_markdown(result: dict, backends: list[str]) -> str:
             )
     lines += targets(result)
     if result["references"]:
-        lines += ["", "Outside references on small grids (float64, fwd+bwd):", "",
-                  "| px | QPs | closed form s | dense KKT (numpy) s | qpth s |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Outside references on small grids (float64, fwd+bwd):",
+            "",
+            "| px | QPs | closed form s | dense KKT (numpy) s | qpth s |",
+            "|---|---|---|---|---|",
+        ]
         for r in result["references"]:
             qpth = "not installed" if r["qpth_s"] is None else f"{r['qpth_s']:.3f}"
             lines.append(f"| {r['size']} | {r['batch']} | {r['closed_form_s']:.4f} | {r['dense_kkt_s']:.3f} | {qpth} |")

@@ -91,7 +91,8 @@ class SlotAttentionGroupingConfig(Section):
 
 def _grouping_kind(value: Any) -> str:
     """The tag of a grouping section; a section without ``kind`` is the default, the cut."""
-    return str(value.get("kind", "cut")) if isinstance(value, dict) else str(getattr(value, "kind", ""))
+    # Anything else (not a mapping) goes to the cut, whose validation names the wrong type.
+    return str(value.get("kind", "cut")) if isinstance(value, dict) else str(getattr(value, "kind", "cut"))
 
 
 GroupingConfig = Annotated[

@@ -80,8 +80,9 @@ def _data_kind(value: Any) -> str:
     return str(value.get("kind", "cora")) if isinstance(value, dict) else str(getattr(value, "kind", ""))
 
 
-DataSource = Annotated[Annotated[CoraDataConfig, Tag("cora")] | Annotated[SyntheticCoraConfig, Tag("synthetic")],
-                       Discriminator(_data_kind)]
+DataSource = Annotated[
+    Annotated[CoraDataConfig, Tag("cora")] | Annotated[SyntheticCoraConfig, Tag("synthetic")], Discriminator(_data_kind)
+]
 
 
 class InstancesConfig(Section):
@@ -133,8 +134,11 @@ class CoraMatchingConfig(Section):
         num = self.instances.num_parts
         n_test = int(self.training.test_fraction * num)
         if not 1 <= n_test < num:
-            raise ConfigError("training.test_fraction", f"expected 1..{num - 1} test instances of instances.num_parts="
-                                                        f"{num}, got {self.training.test_fraction} ({n_test})")
+            raise ConfigError(
+                "training.test_fraction",
+                f"expected 1..{num - 1} test instances of instances.num_parts="
+                f"{num}, got {self.training.test_fraction} ({n_test})",
+            )
         return self
 
 

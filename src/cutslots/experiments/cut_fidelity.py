@@ -283,8 +283,17 @@ def _mean(records: list[dict[str, Any]], key: str, fmt: str = ".3f") -> str:
 def format_tables(records: list[dict[str, Any]], gamma: float) -> str:
     """Markdown: per (form, size, lambda) at ``gamma``, then the gamma sweep; means over images."""
     cols = (
-        "fg_fraction_exact", "fg_fraction_mid", "agreement_mid", "iou_mid", "cut_ratio_mid",
-        "fg_fraction_sweep", "agreement_sweep", "iou_sweep", "cut_ratio_sweep", "agreement_unary", "cut_ratio_unary",
+        "fg_fraction_exact",
+        "fg_fraction_mid",
+        "agreement_mid",
+        "iou_mid",
+        "cut_ratio_mid",
+        "fg_fraction_sweep",
+        "agreement_sweep",
+        "iou_sweep",
+        "cut_ratio_sweep",
+        "agreement_unary",
+        "cut_ratio_unary",
     )
     lines = [
         f"### Relaxed vs exact cut at gamma = {gamma:g} (mean over {len({r['image'] for r in records})} images)",

@@ -12,9 +12,9 @@ from cutslots.qp.grid_graph import EDGE_CHANNELS, GridCutGraph, build_grid_cut_g
 from cutslots.qp.matching import MatchingQP, matching_constraints
 
 __all__ = [
+    "EDGE_CHANNELS",
     "CutSolution",
     "DependentRowsError",
-    "EDGE_CHANNELS",
     "EqualityQP",
     "GridCutGraph",
     "GridCutQP",
