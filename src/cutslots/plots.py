@@ -254,3 +254,25 @@ def cut_fidelity_figure(figure: Mapping[str, Any]) -> Figure:
     title = f"{figure['size']} px, lambda = {figure['lambda']:g}, gamma = {figure['gamma']:g}, paper form"
     fig.suptitle(title, fontsize=10)
     return fig
+
+
+def random_walker_fidelity_figure(figure: Mapping[str, Any]) -> Figure:
+    """One row per image: exact cut, the paper relaxation's best level set, the plain random
+    walker's foreground ``x``, IRLS's ``x`` and ``x > 1/2``. ``figure``: as for
+    :func:`cut_fidelity_figure`, plus "walker": {"iterations", "eps", "panels": (name, plain x
+    (H, W) or None, IRLS x (H, W))}."""
+    walker = figure["walker"]
+    rows = list(zip(figure["panels"], walker["panels"]))
+    irls = f"IRLS {walker['iterations']}, eps {walker['eps']:g}"
+    titles = ("exact min cut", "paper, best level set", "random walker x", f"{irls}: x", f"{irls}: x > 1/2")
+    fig = Figure(figsize=(12.5, 2.6 * len(rows)))
+    axes = fig.subplots(len(rows), 5, squeeze=False)
+    for row, ((name, _, exact, _, _, _, sweep_seg, _), (_, plain, best)) in zip(axes, rows):
+        images = (exact, sweep_seg, plain, best, best > 0.5)
+        for ax, image, title in zip(row, images, titles):
+            if image is not None:
+                ax.imshow(image, cmap="gray" if image.dtype == bool else "viridis", vmin=0, vmax=1)
+            ax.set_title(f"{name}: {title}" if ax is row[0] else title, fontsize=9)
+            ax.axis("off")
+    fig.suptitle(f"{figure['size']} px, lambda = {figure['lambda']:g}", fontsize=10)
+    return fig

@@ -47,8 +47,8 @@ from pydantic import Field
 
 from cutslots.config import Section, save_config, to_dict
 from cutslots.config.core import Tuple
-from cutslots.plots import cut_fidelity_figure, save_figure
-from cutslots.qp import GridCutQP
+from cutslots.plots import cut_fidelity_figure, random_walker_fidelity_figure, save_figure
+from cutslots.qp import GridCutQP, RandomWalkerQP
 from cutslots.qp.grid_graph import CutForm
 
 Photo = Literal["coffee", "astronaut", "camera", "chelsea"]
@@ -66,6 +66,10 @@ class CutFidelityConfig(Section):
     lambdas: Annotated[Tuple[Annotated[float, Field(ge=0)]], Field(min_length=1)] = (0.0, 1.0, 4.0, 16.0)
     forms: Annotated[Tuple[CutForm], Field(min_length=1)] = ("paper", "released")
     bins: Annotated[int, Field(ge=1)] = 8  # colour histogram bins per channel
+    # The random walker on the same problems: IRLS steps (0: the plain quadratic relaxation) and
+    # floors eps of the reweighting (cutslots.qp.random_walker_irls).
+    irls_iterations: Tuple[Annotated[int, Field(ge=0)]] = (0, 2, 4, 8, 16)
+    irls_eps: Tuple[Annotated[float, Field(gt=0, le=1)]] = (0.05, 0.01)
 
 
 def load_photo(name: str, size: int) -> np.ndarray:
@@ -232,47 +236,121 @@ def compare(
     return out
 
 
-def run_cut_fidelity(
-    images: Sequence[str] = IMAGES,
-    sizes: Sequence[int] = (32, 64, 128),
-    gammas: Sequence[float] = (0.1, 1.0, 10.0),
-    lambdas: Sequence[float] = (0.0, 1.0, 4.0, 16.0),
-    forms: Sequence[CutForm] = ("paper", "released"),
-    bins: int = 8,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """All comparisons; returns the records and the figure's panels (every image at the size
-    closest to 64, the middle lambda, ``gammas[0]``, paper form)."""
+Case = tuple[str, float, np.ndarray, float, np.ndarray, float, float, np.ndarray]
+
+
+def _cases(size: int, images: Sequence[str], lambdas: Sequence[float], bins: int) -> list[Case]:
+    """(image, lambda, weights (6, H, W), beta, exact cut, its value, max-flow value, photo)."""
+    fg, bg = seed_masks(size)
+    cases = []
+    for name in images:
+        photo = load_photo(name, size)
+        for lam in lambdas:
+            w, beta = boykov_jolly_weights(photo, fg, bg, lam, bins)
+            exact, flow = exact_min_cut(w)
+            cases.append((name, lam, w, beta, exact, cut_value(w, exact), flow, photo))
+    return cases
+
+
+def _relaxed_records(
+    cases: list[Case], size: int, form: CutForm, gamma: float
+) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray, np.ndarray]:
+    """The paper's relaxation on every case: its records, ``p: (B, H, W)``, ``p_s, p_t: (B,)``."""
+    sol = GridCutQP(size, size, gamma, form=form, cache_dir=False)(torch.from_numpy(np.stack([c[2] for c in cases])))
+    p, p_s, p_t = sol.p.numpy(), sol.p_s.numpy(), sol.p_t.numpy()
+    records = []
+    for b, (name, lam, w, beta, exact, min_cut, flow, _) in enumerate(cases):
+        rec = {"image": name, "size": size, "form": form, "gamma": gamma, "lambda": lam, "beta": beta}
+        rec.update({"min_cut": min_cut, "max_flow": flow, "fg_fraction_exact": float(exact.mean())})
+        rec.update(compare(w, exact, min_cut, p[b], float(p_s[b]), float(p_t[b])))
+        unary = _segmentation_scores(w, exact, min_cut, w[4] > w[5])
+        rec.update({f"{k}_unary": v for k, v in unary.items() if k != "fg_fraction"})
+        records.append(rec)
+    return records, p, p_s, p_t
+
+
+def run_cut_fidelity(config: CutFidelityConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """All comparisons: the paper's relaxation's records, the random walker's, and the figure's
+    panels (every image at the size closest to 64, the middle lambda, ``gammas[0]``, paper form;
+    beside them the plain random walker and IRLS with the most steps and the last eps)."""
     records: list[dict[str, Any]] = []
-    fig_size = min(sizes, key=lambda s: abs(s - 64))
-    fig_lam = sorted(lambdas)[len(lambdas) // 2]
-    figure: dict[str, Any] = {"size": fig_size, "lambda": fig_lam, "gamma": gammas[0], "panels": []}
-    for size in sizes:
-        fg, bg = seed_masks(size)
-        cases = []  # (image, lam, weights, beta, exact cut, its value, max-flow value, photo)
-        for name in images:
-            photo = load_photo(name, size)
-            for lam in lambdas:
-                w, beta = boykov_jolly_weights(photo, fg, bg, lam, bins)
-                exact, flow = exact_min_cut(w)
-                cases.append((name, lam, w, beta, exact, cut_value(w, exact), flow, photo))
-        batch = torch.from_numpy(np.stack([c[2] for c in cases]))
-        for form in forms:
-            for gamma in gammas:
-                sol = GridCutQP(size, size, gamma, form=form, cache_dir=False)(batch)
-                p, p_s, p_t = sol.p.numpy(), sol.p_s.numpy(), sol.p_t.numpy()
-                for b, (name, lam, w, beta, exact, min_cut, flow, photo) in enumerate(cases):
-                    rec = {"image": name, "size": size, "form": form, "gamma": gamma, "lambda": lam, "beta": beta}
-                    rec.update({"min_cut": min_cut, "max_flow": flow, "fg_fraction_exact": float(exact.mean())})
-                    rec.update(compare(w, exact, min_cut, p[b], float(p_s[b]), float(p_t[b])))
-                    unary = _segmentation_scores(w, exact, min_cut, w[4] > w[5])
-                    rec.update({f"{k}_unary": v for k, v in unary.items() if k != "fg_fraction"})
-                    records.append(rec)
-                    if (size, form, gamma, lam) == (fig_size, "paper", gammas[0], fig_lam):
-                        thresholds, values = sweep_cut(w, p[b])
-                        sweep_seg = p[b] > thresholds[np.argmin(values)]
-                        panel = (name, photo, exact, p[b], float(p_s[b]), float(p_t[b]), sweep_seg, ~(fg | bg))
-                        figure["panels"].append(panel)
-    return records, figure
+    walker: list[dict[str, Any]] = []
+    fig_size = min(config.sizes, key=lambda s: abs(s - 64))
+    fig_lam = sorted(config.lambdas)[len(config.lambdas) // 2]
+    figure: dict[str, Any] = {"size": fig_size, "lambda": fig_lam, "gamma": config.gammas[0], "panels": []}
+    for size in config.sizes:
+        cases = _cases(size, config.images, config.lambdas, config.bins)
+        for form in config.forms:
+            for gamma in config.gammas:
+                rs, p, p_s, p_t = _relaxed_records(cases, size, form, gamma)
+                records += rs
+                if (size, form, gamma) == (fig_size, "paper", config.gammas[0]):
+                    figure["panels"] = _panels(cases, fig_lam, p, p_s, p_t)
+        rw_records, solutions = run_random_walker(
+            [(c[0], c[1], c[2], c[4], c[5]) for c in cases], size, config.irls_iterations, config.irls_eps
+        )
+        walker += rw_records
+        if size == fig_size:
+            plain = solutions[(0, config.irls_eps[0])] if 0 in config.irls_iterations else None
+            best = solutions[(max(config.irls_iterations), config.irls_eps[-1])]
+            figure["walker"] = {
+                "iterations": max(config.irls_iterations),
+                "eps": config.irls_eps[-1],
+                "panels": [
+                    (c[0], None if plain is None else plain[b], best[b]) for b, c in enumerate(cases) if c[1] == fig_lam
+                ],
+            }
+    return records, walker, figure
+
+
+def _panels(cases: list[Case], lam: float, p: np.ndarray, p_s: np.ndarray, p_t: np.ndarray) -> list[tuple]:
+    """The figure's row of each case at ``lam`` (see :func:`cutslots.plots.cut_fidelity_figure`)."""
+    panels = []
+    for b, (name, case_lam, w, _, exact, _, _, photo) in enumerate(cases):
+        if case_lam == lam:
+            thresholds, values = sweep_cut(w, p[b])
+            sweep_seg = p[b] > thresholds[np.argmin(values)]
+            free = ~np.logical_or(*seed_masks(w.shape[-1]))
+            panels.append((name, photo, exact, p[b], float(p_s[b]), float(p_t[b]), sweep_seg, free))
+    return panels
+
+
+def random_walker_inputs(weights: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Boykov-Jolly problems ``weights: (B, 6, H, W)`` as random-walker inputs: edges
+    ``(B, 2, H, W)`` (right, down: the capacities are symmetric) and unaries ``(B, 2, H, W)``
+    ``[source, sink]``, so ``x_0`` is the foreground: ``u_fg (x - 1)^2 + u_bg x^2`` is the
+    terminal cost ``source (1 - x) + sink x`` of a binary ``x``, squared."""
+    w = torch.from_numpy(weights)
+    return w[:, [0, 2]].contiguous(), w[:, [4, 5]].contiguous()
+
+
+def run_random_walker(
+    cases: Sequence[tuple[str, float, np.ndarray, np.ndarray, float]],
+    size: int,
+    iterations: Sequence[int],
+    eps_values: Sequence[float],
+) -> tuple[list[dict[str, Any]], dict[tuple[int, float], np.ndarray]]:
+    """Random walker and IRLS (CG engine, float64) on ``cases`` of (image, lambda, weights,
+    exact cut, min cut): IoU, agreement and cut ratio of ``x_fg > 1/2`` and of its best level
+    set, per (iterations, eps); and each setting's foreground ``x: (B, H, W)``."""
+    edges, unaries = random_walker_inputs(np.stack([c[2] for c in cases]))
+    records = []
+    solutions: dict[tuple[int, float], np.ndarray] = {}
+    for eps in eps_values:
+        for steps in iterations:
+            if steps == 0 and eps != eps_values[0]:
+                continue  # the plain solve does not depend on eps
+            layer = RandomWalkerQP(size, size, mode="irls", iterations=steps, eps=eps)
+            x = solutions[(steps, eps)] = layer(edges, unaries)[:, 0].numpy()  # (B, H, W) foreground
+            for b, (name, lam, w, exact, min_cut) in enumerate(cases):
+                rec: dict[str, Any] = {"image": name, "size": size, "lambda": lam, "iterations": steps, "eps": eps}
+                mid = _segmentation_scores(w, exact, min_cut, x[b] > 0.5)
+                thresholds, values = sweep_cut(w, x[b])
+                sweep = _segmentation_scores(w, exact, min_cut, x[b] > thresholds[np.argmin(values)])
+                rec.update({f"{k}_mid": v for k, v in mid.items()})
+                rec.update({f"{k}_sweep": v for k, v in sweep.items()})
+                records.append(rec)
+    return records, solutions
 
 
 def _mean(records: list[dict[str, Any]], key: str, fmt: str = ".3f") -> str:
@@ -320,20 +398,58 @@ def format_tables(records: list[dict[str, Any]], gamma: float) -> str:
     return "\n".join(lines)
 
 
+def format_walker_tables(walker: list[dict[str, Any]], records: list[dict[str, Any]], gamma: float) -> str:
+    """Markdown: foreground IoU with the exact cut of the random walker and IRLS (``x_fg > 1/2``
+    / best level set) per (size, lambda), beside the paper relaxation's best level set at
+    ``gamma`` (paper form); means over images. One table per eps."""
+    steps = sorted({r["iterations"] for r in walker})
+    lines = []
+    for eps in sorted({r["eps"] for r in walker if r["iterations"] > 0}, reverse=True) or [None]:
+        heads = [("plain RW" if n == 0 else f"IRLS {n}") for n in steps]
+        lines += [
+            f"### Random walker and IRLS (eps = {eps:g}) vs the exact cut: foreground IoU, x > 1/2 / best level set"
+            if eps is not None
+            else "### Random walker vs the exact cut: foreground IoU, x > 1/2 / best level set",
+            "",
+            f"| size | lambda | paper relaxation, best level set (gamma {gamma:g}) | " + " | ".join(heads) + " |",
+            "| --- " * (3 + len(steps)) + "|",
+        ]
+        for size, lam in sorted({(r["size"], r["lambda"]) for r in walker}):
+            paper = [
+                r for r in records if (r["size"], r["lambda"], r["gamma"], r["form"]) == (size, lam, gamma, "paper")
+            ]
+            cells = []
+            for n in steps:
+                rs = [
+                    r
+                    for r in walker
+                    if (r["size"], r["lambda"], r["iterations"]) == (size, lam, n) and (n == 0 or r["eps"] == eps)
+                ]
+                cells.append(f"{_mean(rs, 'iou_mid')} / {_mean(rs, 'iou_sweep')}")
+            lines.append(f"| {size} | {lam:g} | {_mean(paper, 'iou_sweep')} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def run_experiment(config: CutFidelityConfig, out: Path | None = None) -> str:
     """The comparison of ``config``; returns the tables. With ``out``, writes ``<out>.json``,
-    ``<out>.md``, ``<out>.png`` and ``<out>.config.yaml`` (the config that produced them)."""
+    ``<out>.md``, ``<out>.png`` (the paper's relaxation), ``<out>_random_walker.png`` and
+    ``<out>.config.yaml`` (the config that produced them)."""
     start = time.time()
-    records, figure = run_cut_fidelity(
-        config.images, config.sizes, config.gammas, config.lambdas, config.forms, config.bins
-    )
-    tables = format_tables(records, config.gammas[0])
+    records, walker, figure = run_cut_fidelity(config)
+    tables = format_tables(records, config.gammas[0]) + "\n\n" + format_walker_tables(walker, records, config.gammas[0])
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        report = {"config": to_dict(config), "seconds": round(time.time() - start, 1), "records": records}
+        report = {
+            "config": to_dict(config),
+            "seconds": round(time.time() - start, 1),
+            "records": records,
+            "random_walker": walker,
+        }
         Path(f"{out}.json").write_text(json.dumps(report, indent=1))
-        Path(f"{out}.md").write_text(tables + "\n")
+        Path(f"{out}.md").write_text(tables)
         save_config(config, f"{out}.config.yaml")
         if figure["panels"]:  # the figure shows the paper form
             save_figure(cut_fidelity_figure(figure), Path(f"{out}.png"), dpi=80)
+            save_figure(random_walker_fidelity_figure(figure), Path(f"{out}_random_walker.png"), dpi=80)
     return tables

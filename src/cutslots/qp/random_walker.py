@@ -45,10 +45,13 @@ from cutslots.qp.equality_qp import check_float_tensor
 from cutslots.qp.factor import Backend, CholmodFactor, SuperLUFactor, resolve_backend
 from cutslots.qp.grid_graph import check_grid_size
 from cutslots.qp.pcg import pcg
+from cutslots.qp.random_walker_irls import irls_systems
 
 RandomWalkerEngine = Literal["cg", "sparse"]
 ENGINES: tuple[str, ...] = ("cg", "sparse")
 NonConvergence = Literal["raise", "warn"]
+Mode = Literal["plain", "irls"]
+MODES: tuple[str, ...] = ("plain", "irls")
 ON_NONCONVERGENCE: tuple[str, ...] = ("raise", "warn")
 DEFAULT_TOL = {torch.float32: 1e-4, torch.float64: 1e-8}
 
@@ -358,6 +361,11 @@ class RandomWalkerQP(torch.nn.Module):
             iterate is returned.
         backend: the sparse engine's factorization, ``"auto"`` (CHOLMOD when installed),
             ``"scipy"`` or ``"cholmod"``.
+        mode: ``"plain"`` (the quadratic energy above) or ``"irls"``: ``iterations`` reweighted
+            solves towards the L1 energy (the true cut), see :mod:`cutslots.qp.random_walker_irls`;
+            gradients flow through the whole sequence of solves.
+        iterations, eps: IRLS steps, and the floor of ``|x_i - x_j|`` and ``|x - target|`` in
+            the weights ``1 / max(eps, .)``.
 
     Forward: ``edge_weights: (B, 2, H, W) >= 0`` (channel 0: edge to the right neighbour, its
     last column ignored; channel 1: edge to the neighbour below, its last row ignored; the
@@ -378,9 +386,19 @@ class RandomWalkerQP(torch.nn.Module):
         max_iter: int = 1000,
         on_nonconvergence: NonConvergence = "raise",
         backend: Backend = "auto",
+        mode: Mode = "plain",
+        iterations: int = 8,
+        eps: float = 0.01,
     ) -> None:
         super().__init__()
         check_grid_size(height, width)
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+            raise ValueError(f"iterations must be an integer >= 0, got {iterations!r}")
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps <= 1:
+            raise ValueError(f"eps must be a number in (0, 1], got {eps!r}")
+        self.mode, self.iterations, self.eps = mode, iterations, float(eps)
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 1):
@@ -397,15 +415,27 @@ class RandomWalkerQP(torch.nn.Module):
         self.stats = RandomWalkerStats()
 
     def forward(self, edge_weights: torch.Tensor, unaries: torch.Tensor) -> torch.Tensor:
-        diag = _check_inputs(edge_weights, unaries, self.height, self.width)
-        self.stats = RandomWalkerStats()
+        _check_inputs(edge_weights, unaries, self.height, self.width)
         if unaries.shape[0] == 0:
+            self.stats = RandomWalkerStats()
             return unaries.clone()
+        x = self._solve(edge_weights, unaries)
+        if self.mode == "irls" and self.iterations:
+            for _ in range(self.iterations):
+                x = self._solve(*irls_systems(edge_weights, unaries, x, self.eps))[:, 0].view_as(x)  # (B, K, H, W)
+            x = x / x.sum(1, keepdim=True)  # each label solved alone: renormalise (a no-op for K = 2)
+        return x
+
+    def _solve(self, edge_weights: torch.Tensor, unaries: torch.Tensor) -> torch.Tensor:
+        """One differentiable solve of ``(L_w + diag(sum_l u_l)) x_k = u_k``; sets ``stats``."""
+        self.stats = RandomWalkerStats()
+        diag = unaries.sum(1, keepdim=True).detach()  # (B, 1, H, W); its gradient is in dL/du
         solver = _Solver(self, unaries.dtype)
         x: torch.Tensor = _RandomWalkerFunction.apply(edge_weights, unaries, diag, solver, self.stats)
-        solver.check(self.stats.forward, "forward", stacklevel=5)  # past nn.Module's call frames
+        solver.check(self.stats.forward, "forward", stacklevel=6)  # past nn.Module's call frames
         return x
 
     def extra_repr(self) -> str:
         tol = "default" if self.tol is None else f"{self.tol:g}"
-        return f"{self.height}x{self.width}, engine={self.engine}, tol={tol}, max_iter={self.max_iter}"
+        irls = f", mode=irls, iterations={self.iterations}, eps={self.eps:g}" if self.mode == "irls" else ""
+        return f"{self.height}x{self.width}, engine={self.engine}, tol={tol}, max_iter={self.max_iter}{irls}"
