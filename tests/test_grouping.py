@@ -12,9 +12,11 @@ from cutslots.models.autoencoder import SlotAutoencoder
 from cutslots.models.builders import build_autoencoder
 from cutslots.models.decoder import SpatialBroadcastDecoder
 from cutslots.models.encoders import CNNEncoder, ResNetEncoder
-from cutslots.nn.grouping import CutSlotGrouping, SlotAttentionGrouping
+from cutslots.nn.grouping import CutSlotGrouping, RandomWalkerGrouping, SlotAttentionGrouping
 from cutslots.nn.partition import BackgroundKPartition, KPartition
+from cutslots.nn.slot_attention import SlotAttention
 from oracles import overfit_one_batch, two_scenes
+from test_random_walker import oracle
 
 C, H, W = 4, 6, 5
 
@@ -231,3 +233,73 @@ def test_without_position_in_the_cut_the_partition_sees_the_raw_features(use: st
 def test_bad_pooling_is_named() -> None:
     with pytest.raises(ValueError, match="pooling"):
         CutSlotGrouping(C, 3, slot_dim=7, height=H, width=W, gamma=0.5, pooling="max")
+
+
+# ------------------------------------------------------------------ random-walker groupings
+
+
+def test_random_walker_grouping_masks_are_the_walker_of_its_cnn_scores():
+    torch.manual_seed(0)
+    grouping = RandomWalkerGrouping(C, 3, slot_dim=7, height=H, width=W, hidden=8, mlp_hidden=16).double()
+    features = _features().double()
+    with torch.no_grad():
+        out = grouping(features)
+        positioned = features + grouping.position.embedding
+        scores = torch.nn.functional.softplus(grouping.cnn(positioned))  # (B, 2 + k, H, W)
+    want, _ = oracle(scores[:, :2], scores[:, 2:] + grouping.unary_floor)  # SciPy's sparse LU
+    torch.testing.assert_close(out["masks"], want, rtol=0, atol=1e-6)
+    pooled = np.einsum("bkhw,bchw->bkc", want.numpy(), positioned.numpy()) / (H * W)
+    with torch.no_grad():
+        torch.testing.assert_close(out["slots"], grouping.mlp(torch.from_numpy(pooled)), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("diffusion", ["none", "random_walker"])
+def test_gradients_reach_every_parameter_of_the_walker_groupings(diffusion):
+    torch.manual_seed(0)
+    for grouping in (
+        RandomWalkerGrouping(C, 3, slot_dim=7, height=H, width=W, hidden=8, mode="irls", iterations=1),
+        SlotAttentionGrouping(C, 3, slot_dim=8, resolution=(H, W), iters=2, diffusion=diffusion),
+    ):
+        out = grouping(_features())
+        target = torch.randn(out["masks"].shape, generator=torch.Generator().manual_seed(5))
+        (out["slots"].square().sum() + (out["masks"] * target).sum()).backward()
+        for name, param in grouping.named_parameters():
+            assert param.grad is not None and float(param.grad.abs().max()) > 0, name
+
+
+def test_slot_attention_diffuses_every_iteration_and_updates_with_the_result():
+    torch.manual_seed(0)
+    attention = SlotAttention(3, 8, iters=4, hidden_dim=16)
+    inputs, noise = torch.randn(2, 30, 8), torch.randn(2, 3, 8)
+    seen = []
+
+    def record(a):
+        seen.append(a)
+        return a
+
+    plain = attention(inputs, noise)
+    recorded = attention(inputs, noise, diffuse=record)
+    assert len(seen) == 4 and all(a.shape == (2, 3, 30) for a in seen)
+    torch.testing.assert_close(recorded[0], plain[0], rtol=0, atol=0)  # identity: the same computation
+    uniform = attention(inputs, noise, diffuse=lambda a: torch.full_like(a, 1 / 3))
+    # Every slot then takes the mean of all values: slot differences come from the noise alone.
+    assert not torch.allclose(uniform[0], plain[0])
+    torch.testing.assert_close(uniform[1], torch.full((2, 3, 30), 1 / 3))
+
+
+def test_diffused_attention_is_a_partition_of_the_grid():
+    torch.manual_seed(0)
+    grouping = SlotAttentionGrouping(C, 3, slot_dim=8, resolution=(H, W), iters=2, diffusion="random_walker")
+    with torch.no_grad():
+        masks = grouping(_features())["masks"]
+    assert masks.shape == (2, 3, H, W) and float(masks.min()) >= 0
+    torch.testing.assert_close(masks.sum(1), torch.ones(2, H, W), rtol=0, atol=1e-4)
+
+
+def test_builders_make_the_random_walker_groupings():
+    rw = build_autoencoder(tiny_model("random_walker", hidden=8, mode="irls", iterations=2), 32)
+    assert isinstance(rw.grouping, RandomWalkerGrouping)
+    assert (rw.grouping.walker.mode, rw.grouping.walker.iterations) == ("irls", 2)
+    sa = build_autoencoder(tiny_model("slot_attention", diffusion="random_walker", edge_hidden=4), 32)
+    assert isinstance(sa.grouping, SlotAttentionGrouping) and sa.grouping.edges is not None
+    assert sa.grouping.edges[0].out_channels == 4

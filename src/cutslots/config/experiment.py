@@ -27,6 +27,7 @@ __all__ = [
     "MatchingConfig",
     "ModelConfig",
     "OptimizerConfig",
+    "RandomWalkerGroupingConfig",
     "SlotAttentionGroupingConfig",
     "TrainConfig",
     "upgrade_legacy",
@@ -82,11 +83,28 @@ class CutGroupingConfig(Section):
 
 
 class SlotAttentionGroupingConfig(Section):
-    """The Slot Attention baseline's grouping (Locatello et al., 2020)."""
+    """The Slot Attention baseline's grouping (Locatello et al., 2020), optionally with its
+    attention diffused by the random walker over learned edges every iteration."""
 
     kind: Literal["slot_attention"] = "slot_attention"
     iters: PositiveInt = 3
     mlp_hidden: PositiveInt = 128
+    diffusion: Literal["none", "random_walker"] = "none"
+    edge_hidden: PositiveInt = 32  # width of the CNN that outputs the diffusion's edge weights
+
+
+class RandomWalkerGroupingConfig(Section):
+    """A k-partition by the random walker: CNN edge weights and unaries, masks = its solution."""
+
+    kind: Literal["random_walker"] = "random_walker"
+    hidden: PositiveInt = 64  # width of the CNN that outputs edges and unaries
+    mlp_hidden: PositiveInt = 128
+    init_scale: PositiveFloat = 1.0
+    position_embedding: Literal["cut_and_pool", "pool_only", "none"] = "cut_and_pool"
+    pooling: Literal["mean", "masked_mean"] = "mean"
+    mode: Literal["plain", "irls"] = "plain"
+    iterations: Annotated[int, Field(ge=0)] = 0  # IRLS steps (mode irls)
+    unary_floor: PositiveFloat = 1e-3  # added to the softplus unaries: every pixel has some
 
 
 def _grouping_kind(value: Any) -> str:
@@ -96,7 +114,9 @@ def _grouping_kind(value: Any) -> str:
 
 
 GroupingConfig = Annotated[
-    Annotated[CutGroupingConfig, Tag("cut")] | Annotated[SlotAttentionGroupingConfig, Tag("slot_attention")],
+    Annotated[CutGroupingConfig, Tag("cut")]
+    | Annotated[SlotAttentionGroupingConfig, Tag("slot_attention")]
+    | Annotated[RandomWalkerGroupingConfig, Tag("random_walker")],
     Discriminator(_grouping_kind),
 ]
 

@@ -1,7 +1,8 @@
 """Models from a config's model section (:class:`cutslots.config.ModelConfig`).
 
 The compared image models share encoder and decoder and differ only in the grouping
-(``model.grouping.kind``): the paper's cut model or the Slot Attention baseline. The feature
+(``model.grouping.kind``): the paper's cut model, the Slot Attention baseline (optionally with
+random-walker diffusion) or the random-walker k-partition. The feature
 grid is the encoder output: half the image side (64 x 64 for 128 px images, paper App. D).
 Video models add the SlotMatcher of ``model.matching`` to the cut model.
 """
@@ -11,12 +12,18 @@ from __future__ import annotations
 from torch import nn
 
 from cutslots.checks import check_positive_int
-from cutslots.config import CutGroupingConfig, EncoderConfig, ModelConfig, SlotAttentionGroupingConfig
+from cutslots.config import (
+    CutGroupingConfig,
+    EncoderConfig,
+    ModelConfig,
+    RandomWalkerGroupingConfig,
+    SlotAttentionGroupingConfig,
+)
 from cutslots.models.autoencoder import SlotAutoencoder
 from cutslots.models.decoder import SpatialBroadcastDecoder
 from cutslots.models.encoders import CNNEncoder, ResNetEncoder
 from cutslots.models.frame_pair import FramePairAutoencoder
-from cutslots.nn.grouping import CutSlotGrouping, SlotAttentionGrouping
+from cutslots.nn.grouping import CutSlotGrouping, RandomWalkerGrouping, SlotAttentionGrouping
 from cutslots.nn.matcher import SlotMatcher
 
 # The encoder's first convolution halves the image side (paper App. D: 128 px -> 64 x 64).
@@ -55,6 +62,24 @@ def build_grouping(model: ModelConfig, in_channels: int, size: int) -> nn.Module
             resolution=(size, size),
             iters=grouping.iters,
             hidden_dim=grouping.mlp_hidden,
+            diffusion=grouping.diffusion,
+            edge_hidden=grouping.edge_hidden,
+        )
+    if isinstance(grouping, RandomWalkerGroupingConfig):
+        return RandomWalkerGrouping(
+            in_channels,
+            model.num_slots,
+            slot_dim=model.slot_dim,
+            height=size,
+            width=size,
+            hidden=grouping.hidden,
+            mlp_hidden=grouping.mlp_hidden,
+            init_scale=grouping.init_scale,
+            position_embedding=grouping.position_embedding,
+            pooling=grouping.pooling,
+            mode=grouping.mode,
+            iterations=grouping.iterations,
+            unary_floor=grouping.unary_floor,
         )
     assert isinstance(grouping, CutGroupingConfig)
     return CutSlotGrouping(

@@ -1,6 +1,6 @@
-"""The two groupings compared in the paper: encoder features -> slots and their masks.
+"""The groupings: encoder features -> slots and their masks.
 
-Both follow the grouping contract of :class:`cutslots.models.autoencoder.SlotAutoencoder`:
+All follow the grouping contract of :class:`cutslots.models.autoencoder.SlotAutoencoder`:
 ``features (B, C, H, W) -> {"slots": (B, K, D), "masks": (B, K, H, W)}``.
 
 - :class:`CutSlotGrouping` (Pervez et al., 2023, Alg. 2): a learned position embedding is
@@ -8,7 +8,10 @@ Both follow the grouping contract of :class:`cutslots.models.autoencoder.SlotAut
   (:mod:`cutslots.nn.partition`), each part's masked features are pooled and an MLP turns the
   k pooled vectors into slots.
 - :class:`SlotAttentionGrouping` (Locatello et al., 2020): soft position embedding, LayerNorm
-  and a 2-layer MLP on every feature vector, then :class:`~cutslots.nn.slot_attention.SlotAttention`.
+  and a 2-layer MLP on every feature vector, then :class:`~cutslots.nn.slot_attention.SlotAttention`;
+  optionally with every iteration's attention diffused by the random walker over learned edges.
+- :class:`RandomWalkerGrouping`: the k-partition of the cut model with the random walker
+  (:class:`~cutslots.qp.RandomWalkerQP`) in place of the cuts: CNN edges and unaries, masks = x.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cutslots.checks import check_positive_int
-from cutslots.nn.partition import BackgroundKPartition, KPartition, Relaxation, WeightActivation
+from cutslots.checks import check_positive_float, check_positive_int
+from cutslots.nn.partition import BackgroundKPartition, KPartition, Relaxation, WeightActivation, score_cnn
 from cutslots.nn.position import LearnedPositionEmbedding, SoftPositionEmbed
 from cutslots.nn.slot_attention import SlotAttention
+from cutslots.qp import RandomWalkerQP
 from cutslots.qp.cut import Engine
 from cutslots.qp.grid_graph import CutForm
 
@@ -31,9 +36,25 @@ Pooling = Literal["mean", "masked_mean"]
 PositionUse = Literal["cut_and_pool", "pool_only", "none"]
 POSITION_USES: tuple[str, ...] = ("cut_and_pool", "pool_only", "none")
 POOLINGS: tuple[str, ...] = ("mean", "masked_mean")
+# How Slot Attention's attention is used: as is, or diffused by the random walker.
+Diffusion = Literal["none", "random_walker"]
+DIFFUSIONS: tuple[str, ...] = ("none", "random_walker")
 # Mask mass (in pixels) added to the denominator of the masked mean: a part with almost no
 # pixels gets a slot near 0 instead of its few pixels' features blown up.
 _POOLING_EPS = 1.0
+
+
+def pool(masks: Tensor, values: Tensor, pooling: Pooling) -> Tensor:
+    """masks (B, k, H, W), values (B, C, H, W) -> (B, k, C): the masked values' mean over the
+    grid (``"mean"``, Alg. 2) or over each part, ``sum(m f) / (sum(m) + 1)`` (``"masked_mean"``)."""
+    pooled = torch.einsum("bkhw,bchw->bkc", masks, values)  # (B, k, C)
+    if pooling == "mean":
+        return pooled / (masks.shape[-2] * masks.shape[-1])
+    return pooled / (masks.sum(dim=(-2, -1)).unsqueeze(-1) + _POOLING_EPS)  # (B, k, C)
+
+
+def _slot_mlp(channels: int, hidden: int, slot_dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(), nn.Linear(hidden, slot_dim))
 
 
 class CutSlotGrouping(nn.Module):
@@ -123,17 +144,13 @@ class CutSlotGrouping(nn.Module):
             if background_slot
             else KPartition(in_channels, num_slots, **options)
         )
-        self.mlp = nn.Sequential(nn.Linear(in_channels, mlp_hidden), nn.ReLU(), nn.Linear(mlp_hidden, slot_dim))
+        self.mlp = _slot_mlp(in_channels, mlp_hidden, slot_dim)
 
     def forward(self, features: Tensor) -> dict[str, Tensor]:
         positioned = self.position(features)  # (B, C, H, W); validates the shape
         cut_input = features if self.position_use == "pool_only" else positioned
         out = self.partition(cut_input, values=positioned)  # pool_only pools what was not cut
-        pooled = torch.einsum("bkhw,bchw->bkc", out.masks, out.values)  # (B, k, C)
-        if self.pooling == "mean":
-            pooled = pooled / (out.masks.shape[-2] * out.masks.shape[-1])
-        else:
-            pooled = pooled / (out.masks.sum(dim=(-2, -1)).unsqueeze(-1) + _POOLING_EPS)  # (B, k, C)
+        pooled = pool(out.masks, out.values, self.pooling)  # (B, k, C)
         return {"slots": self.mlp(pooled), "masks": out.masks}  # (B, k, D), (B, k, H, W)
 
 
@@ -141,7 +158,11 @@ class SlotAttentionGrouping(nn.Module):
     """features (B, C, h, w) -> {"slots": (B, K, slot_dim), "masks": (B, K, h, w)}.
 
     ``resolution`` is the (h, w) of the features, needed by the position embedding;
-    ``hidden_dim`` is the width of Slot Attention's MLP.
+    ``hidden_dim`` is the width of Slot Attention's MLP. ``diffusion="random_walker"``: a small
+    CNN reads edge weights ``(B, 2, h, w)`` (softplus) off the features, and every iteration's
+    attention, as unaries, is diffused over them by :class:`~cutslots.qp.RandomWalkerQP` before
+    the slots are updated: topology-aware attention, still with exchangeable slots. The masks
+    are the last iteration's (diffused) attention.
     """
 
     def __init__(
@@ -153,16 +174,82 @@ class SlotAttentionGrouping(nn.Module):
         resolution: tuple[int, int],
         iters: int = 3,
         hidden_dim: int = 128,
+        diffusion: Diffusion = "none",
+        edge_hidden: int = 32,
     ) -> None:
         super().__init__()
+        if diffusion not in DIFFUSIONS:
+            raise ValueError(f"diffusion must be one of {DIFFUSIONS}, got {diffusion!r}")
         self.position = SoftPositionEmbed(in_channels, resolution)
         self.norm = nn.LayerNorm(in_channels)
         self.mlp = nn.Sequential(nn.Linear(in_channels, in_channels), nn.ReLU(), nn.Linear(in_channels, slot_dim))
         self.slot_attention = SlotAttention(num_slots, slot_dim, iters=iters, hidden_dim=hidden_dim)
+        self.edges: nn.Module | None = None
+        if diffusion == "random_walker":
+            self.edges = score_cnn(in_channels, edge_hidden, 2, init_scale=1.0)
+            self.walker = RandomWalkerQP(*resolution, on_nonconvergence="warn")
 
     def forward(self, features: Tensor) -> dict[str, Tensor]:
         features = self.position(features)  # (B, C, h, w); validates the shape
         batch, _, h, w = features.shape
         tokens = self.mlp(self.norm(features.flatten(2).transpose(1, 2)))  # (B, h*w, D)
-        slots, attention = self.slot_attention(tokens)  # (B, K, D), (B, K, h*w)
+        diffuse = None
+        if self.edges is not None:
+            edges = F.softplus(self.edges(features))  # (B, 2, h, w)
+
+            def diffuse(attention: Tensor) -> Tensor:  # (B, K, h*w) -> (B, K, h*w)
+                return self.walker(edges, attention.unflatten(2, (h, w))).flatten(2)
+
+        slots, attention = self.slot_attention(tokens, diffuse=diffuse)  # (B, K, D), (B, K, h*w)
         return {"slots": slots, "masks": attention.reshape(batch, -1, h, w)}
+
+
+class RandomWalkerGrouping(nn.Module):
+    """features (B, C, H, W) -> {"slots": (B, k, slot_dim), "masks": (B, k, H, W)}: a k-partition
+    by the random walker, in the paper's style (Alg. 1-2 with the cut replaced).
+
+    The 3-layer CNN of the partitions outputs 2 edge channels and k unary channels, both through
+    softplus (plus ``unary_floor``, so every pixel has some unary); the masks are the random
+    walker's solution ``x`` (:class:`~cutslots.qp.RandomWalkerQP`, plain or IRLS), which sums to
+    1 over the parts. Position embedding and slot pooling as :class:`CutSlotGrouping`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_slots: int,
+        *,
+        slot_dim: int,
+        height: int,
+        width: int,
+        hidden: int = 64,
+        mlp_hidden: int = 128,
+        init_scale: float = 1.0,
+        position_embedding: PositionUse = "cut_and_pool",
+        pooling: Pooling = "mean",
+        mode: Literal["plain", "irls"] = "plain",
+        iterations: int = 0,
+        unary_floor: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        check_positive_int("num_slots", num_slots)
+        check_positive_int("slot_dim", slot_dim)
+        if position_embedding not in POSITION_USES:
+            raise ValueError(f"position_embedding must be one of {POSITION_USES}, got {position_embedding!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.num_slots, self.slot_dim = num_slots, slot_dim
+        self.position_use, self.pooling = position_embedding, pooling
+        self.unary_floor = check_positive_float("unary_floor", unary_floor)
+        self.position = (
+            nn.Identity() if position_embedding == "none" else LearnedPositionEmbedding(in_channels, height, width)
+        )
+        self.cnn = score_cnn(in_channels, hidden, 2 + num_slots, init_scale)
+        self.walker = RandomWalkerQP(height, width, mode=mode, iterations=iterations, on_nonconvergence="warn")
+        self.mlp = _slot_mlp(in_channels, mlp_hidden, slot_dim)
+
+    def forward(self, features: Tensor) -> dict[str, Tensor]:
+        positioned = self.position(features)  # (B, C, H, W)
+        scores = F.softplus(self.cnn(features if self.position_use == "pool_only" else positioned))  # (B, 2 + k, H, W)
+        masks = self.walker(scores[:, :2].contiguous(), scores[:, 2:] + self.unary_floor)  # (B, k, H, W)
+        return {"slots": self.mlp(pool(masks, positioned, self.pooling)), "masks": masks}

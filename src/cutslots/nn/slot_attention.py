@@ -8,6 +8,8 @@ attention-weighted mean of the values, and a GRU cell plus a residual MLP update
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -58,9 +60,13 @@ class SlotAttention(nn.Module):
         self.gru = nn.GRUCell(dim, dim)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, dim))
 
-    def forward(self, inputs: Tensor, noise: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, inputs: Tensor, noise: Tensor | None = None, diffuse: Callable[[Tensor], Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
         """inputs: (B, N, D); noise: (B, K, D) standard-normal draws for the slot init
-        (default: ``num_slots`` fresh draws). Returns slots (B, K, D), attention (B, K, N)."""
+        (default: ``num_slots`` fresh draws); ``diffuse``: maps every iteration's attention
+        (B, K, N) to the attention the slots are updated with (e.g. a random walker over the
+        input grid). Returns slots (B, K, D), attention (B, K, N)."""
         if not isinstance(inputs, Tensor) or not inputs.is_floating_point():
             raise TypeError("inputs must be a floating-point torch.Tensor")
         if inputs.dim() != 3 or inputs.shape[-1] != self.dim or inputs.shape[1] < 1:
@@ -87,6 +93,8 @@ class SlotAttention(nn.Module):
             queries = self.to_q(self.norm_slots(slots))  # (B, K, D)
             logits = torch.einsum("bkd,bnd->bkn", queries, keys) * self.scale
             attention = F.softmax(logits, dim=1)  # over slots: slots compete for inputs
+            if diffuse is not None:
+                attention = diffuse(attention)  # (B, K, N)
             # Weighted mean over inputs; eps keeps a slot that wins no input well-defined.
             weights = attention + self.eps
             weights = weights / weights.sum(dim=2, keepdim=True)
