@@ -12,7 +12,10 @@ Every model shares the encoder, decoder, data, steps, batch and optimiser of the
   model without the learned position embedding, without the background slot, in the
   released form, with the last layer of the cut CNN initialised 10x larger, and with slots
   pooled over each part's mask instead of the whole grid (``cut_masked_mean``);
-- ``slot_attention``: Slot Attention with the same encoder and decoder.
+- ``slot_attention``: Slot Attention with the same encoder and decoder;
+- ``random_walker`` / ``random_walker_irls``: the random-walker k-partition (plain, or 2 IRLS
+  steps) with the cut's partition settings; ``slot_attention_rw``: Slot Attention with its
+  attention diffused by the random walker every iteration.
 
 Settings are a :class:`DiscoveryBenchConfig` (defaults: the committed benchmark), from
 ``--config FILE`` and/or dotted ``key=value`` overrides; outputs go to ``--out``. Training
@@ -63,8 +66,8 @@ from cutslots.train.distributed import context_from_env, resolve_device
 from cutslots.train.loop import make_optimizer
 
 RESULTS = Path("benchmarks") / "results"
-# Model name -> changes to the demo recipe's cut grouping (``model.grouping``); None: Slot
-# Attention in place of the cut.
+# Model name -> changes to the demo recipe's cut grouping (``model.grouping``), or another
+# grouping (its own ``kind``); None: Slot Attention in place of the cut.
 MODELS: dict[str, dict[str, Any] | None] = {
     "cut": {},
     "cut_identity": {"relaxation": "identity"},
@@ -76,7 +79,14 @@ MODELS: dict[str, dict[str, Any] | None] = {
     "cut_init_x10": {"init_scale": 10.0},
     "cut_masked_mean": {"pooling": "masked_mean"},
     "slot_attention": None,
+    # The random-walker groupings (docs/random-walker.md), with the demo recipe's choices for the
+    # partition (appearance-only scores, masked-mean slots, a 10x last layer).
+    "random_walker": {"kind": "random_walker"},
+    "random_walker_irls": {"kind": "random_walker", "mode": "irls", "iterations": 2},
+    "slot_attention_rw": {"kind": "slot_attention", "diffusion": "random_walker"},
 }
+# What the random-walker k-partition keeps of the demo's cut grouping.
+_SHARED_WITH_CUT = ("hidden", "mlp_hidden", "init_scale", "position_embedding", "pooling")
 # Training set -> the sets its models are evaluated on (the first is its own test split).
 EVAL_SETS: dict[str, tuple[str, ...]] = {"shapes": ("shapes",), "textured": ("textured", "camo", "ood")}
 DECODER = ("ari_fg", "miou", "mse")
@@ -124,6 +134,17 @@ def dry_run(raw: dict[str, Any]) -> dict[str, Any]:
 RECIPES = {"cpu": cpu_recipe, "gpu": gpu_recipe}
 
 
+def grouping_of(cut: dict[str, Any], changes: dict[str, Any] | None) -> dict[str, Any]:
+    """A model's grouping section from the recipe's cut grouping and its entry in MODELS."""
+    if changes is None:
+        return {"kind": "slot_attention"}
+    if changes.get("kind", "cut") == "cut":
+        return {**cut, **changes}
+    if changes["kind"] == "random_walker":
+        return {**{k: cut[k] for k in _SHARED_WITH_CUT}, **changes}
+    return dict(changes)
+
+
 def run_config(
     recipe: str, train_set: str, model: str, seed: int, steps: int | None, out_dir: Path, dry: bool = False
 ) -> dict[str, Any]:
@@ -132,10 +153,7 @@ def run_config(
     if dry:
         raw = dry_run(raw)
     raw["name"] = f"bench-{recipe}-{train_set}-{model}-{seed}"
-    changes = MODELS[model]
-    raw["model"]["grouping"] = (
-        {"kind": "slot_attention"} if changes is None else {**raw["model"]["grouping"], **changes}
-    )
+    raw["model"]["grouping"] = grouping_of(raw["model"]["grouping"], MODELS[model])
     raw["data"].update(variant=train_set, eval_variants=list(EVAL_SETS[train_set][1:]), seed=0)
     raw["train"]["seed"] = seed  # same data for every run; the seed varies the model
     if steps is not None:
