@@ -140,7 +140,7 @@ def test_overrides_use_yaml_scalar_semantics(tmp_path: Path) -> None:
         (
             "model:\n  grouping:\n    kind: attention\n",
             "model.grouping.kind",
-            "expected one of 'cut', 'slot_attention', got 'attention'",
+            "expected one of 'cut', 'slot_attention', 'random_walker', got 'attention'",
         ),
         ("model:\n  grouping:\n    iters: 1\n", "model.grouping.iters", "unknown key (valid keys: kind, gamma"),
         (CUT + "    background_slot: 1\n", "model.grouping.background_slot", "valid boolean, got int 1"),
