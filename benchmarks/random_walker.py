@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,6 +23,7 @@ from typing import Annotated, Any
 import torch
 from pydantic import Field
 
+from cutslots.bench.qp import median_time
 from cutslots.config import Section, to_dict, with_overrides
 from cutslots.config.core import Tuple
 from cutslots.qp import RandomWalkerQP, cholmod_available
@@ -62,17 +61,6 @@ def inputs(
     weights = torch.where(same, strong, strong / contrast)  # (B, 2, H, W)
     unaries = torch.softmax(torch.randn(B, K, size, size, generator=gen, dtype=torch.float64), dim=1)  # (B, K, H, W)
     return weights.to(dtype), unaries.to(dtype)
-
-
-def median_time(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def fwd_bwd(layer: RandomWalkerQP, weights: torch.Tensor, unaries: torch.Tensor) -> Callable[[], None]:

@@ -53,6 +53,19 @@ def pool(masks: Tensor, values: Tensor, pooling: Pooling) -> Tensor:
     return pooled / (masks.sum(dim=(-2, -1)).unsqueeze(-1) + _POOLING_EPS)  # (B, k, C)
 
 
+def _check_pooling(pooling: Pooling) -> Pooling:
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    return pooling
+
+
+def _position_embedding(use: PositionUse, channels: int, height: int, width: int) -> nn.Module:
+    """The learned position embedding of a partition grouping, or the identity for ``"none"``."""
+    if use not in POSITION_USES:
+        raise ValueError(f"position_embedding must be one of {POSITION_USES}, got {use!r}")
+    return nn.Identity() if use == "none" else LearnedPositionEmbedding(channels, height, width)
+
+
 def _slot_mlp(channels: int, hidden: int, slot_dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(), nn.Linear(hidden, slot_dim))
 
@@ -109,9 +122,7 @@ class CutSlotGrouping(nn.Module):
         pooling: Pooling = "mean",
     ) -> None:
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        self.pooling = pooling
+        self.pooling = _check_pooling(pooling)
         check_positive_int("num_slots", num_slots)
         check_positive_int("slot_dim", slot_dim)
         check_positive_int("mlp_hidden", mlp_hidden)
@@ -119,13 +130,9 @@ class CutSlotGrouping(nn.Module):
             raise TypeError(f"background_slot must be a bool, got {type(background_slot).__name__}")
         if background_slot and num_slots < 2:
             raise ValueError(f"num_slots must be >= 2 with a background slot, got {num_slots}")
-        if position_embedding not in POSITION_USES:
-            raise ValueError(f"position_embedding must be one of {POSITION_USES}, got {position_embedding!r}")
+        self.position = _position_embedding(position_embedding, in_channels, height, width)
         self.num_slots, self.slot_dim = num_slots, slot_dim
         self.position_use = position_embedding
-        self.position = (
-            nn.Identity() if position_embedding == "none" else LearnedPositionEmbedding(in_channels, height, width)
-        )
         options: dict[str, Any] = dict(
             height=height,
             width=width,
@@ -234,16 +241,10 @@ class RandomWalkerGrouping(nn.Module):
         super().__init__()
         check_positive_int("num_slots", num_slots)
         check_positive_int("slot_dim", slot_dim)
-        if position_embedding not in POSITION_USES:
-            raise ValueError(f"position_embedding must be one of {POSITION_USES}, got {position_embedding!r}")
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.position = _position_embedding(position_embedding, in_channels, height, width)
         self.num_slots, self.slot_dim = num_slots, slot_dim
-        self.position_use, self.pooling = position_embedding, pooling
+        self.position_use, self.pooling = position_embedding, _check_pooling(pooling)
         self.unary_floor = check_positive_float("unary_floor", unary_floor)
-        self.position = (
-            nn.Identity() if position_embedding == "none" else LearnedPositionEmbedding(in_channels, height, width)
-        )
         self.cnn = score_cnn(in_channels, hidden, 2 + num_slots, init_scale)
         self.walker = RandomWalkerQP(height, width, mode=mode, iterations=iterations, on_nonconvergence="warn")
         self.mlp = _slot_mlp(in_channels, mlp_hidden, slot_dim)

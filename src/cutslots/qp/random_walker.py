@@ -415,21 +415,25 @@ class RandomWalkerQP(torch.nn.Module):
         self.stats = RandomWalkerStats()
 
     def forward(self, edge_weights: torch.Tensor, unaries: torch.Tensor) -> torch.Tensor:
-        _check_inputs(edge_weights, unaries, self.height, self.width)
+        diag = _check_inputs(edge_weights, unaries, self.height, self.width)
         if unaries.shape[0] == 0:
             self.stats = RandomWalkerStats()
             return unaries.clone()
-        x = self._solve(edge_weights, unaries)
+        x = self._solve(edge_weights, unaries, diag)
         if self.mode == "irls" and self.iterations:
             for _ in range(self.iterations):
                 x = self._solve(*irls_systems(edge_weights, unaries, x, self.eps))[:, 0].view_as(x)  # (B, K, H, W)
             x = x / x.sum(1, keepdim=True)  # each label solved alone: renormalise (a no-op for K = 2)
         return x
 
-    def _solve(self, edge_weights: torch.Tensor, unaries: torch.Tensor) -> torch.Tensor:
-        """One differentiable solve of ``(L_w + diag(sum_l u_l)) x_k = u_k``; sets ``stats``."""
+    def _solve(
+        self, edge_weights: torch.Tensor, unaries: torch.Tensor, diag: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """One differentiable solve of ``(L_w + diag(sum_l u_l)) x_k = u_k``; sets ``stats``.
+        ``diag``: ``sum_l u_l`` if already computed (by the input checks)."""
         self.stats = RandomWalkerStats()
-        diag = unaries.sum(1, keepdim=True).detach()  # (B, 1, H, W); its gradient is in dL/du
+        if diag is None:
+            diag = unaries.sum(1, keepdim=True).detach()  # (B, 1, H, W); its gradient is in dL/du
         solver = _Solver(self, unaries.dtype)
         x: torch.Tensor = _RandomWalkerFunction.apply(edge_weights, unaries, diag, solver, self.stats)
         solver.check(self.stats.forward, "forward", stacklevel=6)  # past nn.Module's call frames
