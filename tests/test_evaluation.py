@@ -13,7 +13,14 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
 from torch import Tensor, nn
 
-from cutslots.experiments.evaluation import DISCOVERY_MARGIN, GROUPING_METRICS, evaluate, grouping_verdict
+from cutslots.experiments.evaluation import (
+    DISCOVERY_MARGIN,
+    GROUPING_METRICS,
+    MARGIN_FLOOR,
+    evaluate,
+    grouping_verdict,
+    top_two_margin,
+)
 
 N, K, S = 6, 3, 8  # images, slots, side
 
@@ -98,6 +105,8 @@ def test_grouping_metrics_static_baseline_and_image_dependence_against_numpy_and
         assert per["static_miou"][i] == pytest.approx(hungarian_miou(true[i], static, K), abs=1e-12)
         # The decoder masks are the grouping masks with the slots reversed: same partition.
         assert per["ari_fg"][i] == pytest.approx(per["grouping_ari_fg"][i], abs=1e-12)
+    ordered = np.sort(grouping.astype(np.float32), axis=1)  # (N, K, S, S), ascending over slots
+    np.testing.assert_allclose(per["grouping_margin"], (ordered[:, -1] - ordered[:, -2]).mean((1, 2)), rtol=1e-6)
     dependence = np.abs(grouping.astype(np.float32) - mean).mean(axis=(1, 2, 3))
     np.testing.assert_allclose(per["image_dependence"], dependence, rtol=1e-6)
     np.testing.assert_allclose(result["mean_grouping_masks"].numpy(), mean, rtol=1e-6)
@@ -155,3 +164,25 @@ def test_models_without_grouping_masks_get_decoder_metrics_only():
 def test_grouping_verdict_hand_cases(grouping, static, start):
     summary = {"grouping_ari_fg": {"mean": grouping}, "static_ari_fg": {"mean": static}}
     assert grouping_verdict(summary).startswith(start)
+
+
+def test_top_two_margin_hand_cases():
+    uniform = torch.full((1, 4, 2, 2), 0.25)
+    hard = torch.zeros(1, 3, 1, 2)
+    hard[0, 0, 0, 0] = hard[0, 2, 0, 1] = 1.0
+    half = torch.tensor([0.6, 0.3, 0.1]).view(1, 3, 1, 1)
+    assert top_two_margin(uniform).tolist() == [0.0]
+    assert top_two_margin(hard).tolist() == [1.0]
+    assert top_two_margin(half).tolist() == pytest.approx([0.3])
+    assert top_two_margin(torch.full((2, 1, 3, 3), 0.5)).tolist() == [0.5, 0.5]  # K = 1: the mask itself
+
+
+def test_nearly_uniform_masks_are_not_discovering_whatever_their_ari():
+    summary = {
+        "grouping_ari_fg": {"mean": 0.45 + 2 * DISCOVERY_MARGIN},
+        "static_ari_fg": {"mean": 0.45},
+        "grouping_margin": {"mean": MARGIN_FLOOR / 2},
+    }
+    assert grouping_verdict(summary).startswith("not discovering objects: the grouping masks are nearly uniform")
+    summary["grouping_margin"]["mean"] = MARGIN_FLOOR * 2
+    assert grouping_verdict(summary).startswith("beats its static baseline")

@@ -253,11 +253,48 @@ def test_random_walker_grouping_masks_are_the_walker_of_its_cnn_scores():
         torch.testing.assert_close(out["slots"], grouping.mlp(torch.from_numpy(pooled)), rtol=1e-6, atol=1e-6)
 
 
+def test_softmax_unaries_are_the_parts_softmax_of_the_cnn_scores():
+    torch.manual_seed(0)
+    grouping = RandomWalkerGrouping(
+        C, 3, slot_dim=7, height=H, width=W, hidden=8, unaries="softmax", temperature=0.3
+    ).double()
+    features = _features().double()
+    with torch.no_grad():
+        masks = grouping(features)["masks"]
+        scores = grouping.cnn(features + grouping.position.embedding)  # (B, 2 + k, H, W)
+    edges = torch.nn.functional.softplus(scores[:, :2])
+    unaries = np.exp(scores[:, 2:].numpy() / 0.3)
+    unaries /= unaries.sum(1, keepdims=True)  # the softmax over parts, by hand
+    want, _ = oracle(edges, torch.from_numpy(unaries))
+    torch.testing.assert_close(masks, want, rtol=0, atol=1e-6)
+
+
+def test_bad_unaries_are_named():
+    with pytest.raises(ValueError, match="unaries"):
+        RandomWalkerGrouping(C, 3, slot_dim=7, height=H, width=W, unaries="relu")
+    with pytest.raises(ValueError, match="temperature"):
+        RandomWalkerGrouping(C, 3, slot_dim=7, height=H, width=W, unaries="softmax", temperature=0.0)
+
+
+def test_diffusion_edges_start_at_edge_init():
+    grouping = SlotAttentionGrouping(
+        C, 3, slot_dim=8, resolution=(H, W), iters=2, diffusion="random_walker", edge_init=0.05
+    )
+    assert grouping.edges is not None
+    with torch.no_grad():
+        grouping.edges[-1].weight.zero_()  # the bias alone: softplus(bias) must be edge_init
+        edges = torch.nn.functional.softplus(grouping.edges(_features()))
+    torch.testing.assert_close(edges, torch.full_like(edges, 0.05), rtol=1e-6, atol=0)
+    with pytest.raises(ValueError, match="edge_init"):
+        SlotAttentionGrouping(C, 3, slot_dim=8, resolution=(H, W), diffusion="random_walker", edge_init=-1.0)
+
+
 @pytest.mark.parametrize("diffusion", ["none", "random_walker"])
 def test_gradients_reach_every_parameter_of_the_walker_groupings(diffusion):
     torch.manual_seed(0)
     for grouping in (
         RandomWalkerGrouping(C, 3, slot_dim=7, height=H, width=W, hidden=8, mode="irls", iterations=1),
+        RandomWalkerGrouping(C, 3, slot_dim=7, height=H, width=W, hidden=8, unaries="softmax"),
         SlotAttentionGrouping(C, 3, slot_dim=8, resolution=(H, W), iters=2, diffusion=diffusion),
     ):
         out = grouping(_features())

@@ -91,6 +91,9 @@ class SlotAttentionGroupingConfig(Section):
     mlp_hidden: PositiveInt = 128
     diffusion: Literal["none", "random_walker"] = "none"
     edge_hidden: PositiveInt = 32  # width of the CNN that outputs the diffusion's edge weights
+    # The diffusion's edge weights at initialisation (attention unaries sum to 1 per pixel): near
+    # 0 the walker starts as the identity, so the slots can differ before it smooths them.
+    edge_init: PositiveFloat = 0.05
 
 
 class RandomWalkerGroupingConfig(Section):
@@ -104,6 +107,10 @@ class RandomWalkerGroupingConfig(Section):
     pooling: Literal["mean", "masked_mean"] = "mean"
     mode: Literal["plain", "irls"] = "plain"
     iterations: Annotated[int, Field(ge=0)] = 0  # IRLS steps (mode irls)
+    # "softplus": one independent unary per part (plus unary_floor); "softmax": the parts
+    # compete per pixel, u = softmax(scores / temperature) as Alg. 1's masks, then diffused.
+    unaries: Literal["softplus", "softmax"] = "softplus"
+    temperature: PositiveFloat = 0.5  # of the softmax unaries
     unary_floor: PositiveFloat = 1e-3  # added to the softplus unaries: every pixel has some
 
 

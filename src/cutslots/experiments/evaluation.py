@@ -13,12 +13,16 @@ the attention) discover anything. Per image:
 
 - ``grouping_ari``, ``grouping_ari_fg``, ``grouping_miou``: the same metrics for the argmax
   of the grouping masks (bilinearly upsampled to the image size);
+- ``grouping_margin``: mean over (h, w) of the gap between the largest and second-largest
+  grouping mask (1 for K = 1): 0 for uniform masks, whose argmax is noise, 1 for a hard
+  partition;
 - ``image_dependence``: mean over (K, h, w) of |grouping masks - dataset-mean grouping masks|,
   the mean taken over the evaluated images; 0 for a grouping that ignores its input;
 - ``static_ari``, ``static_ari_fg``, ``static_miou``: the metrics when every image is given
   the dataset-mean grouping masks: what a fixed spatial tessellation scores on this data.
 
-A grouping whose ARI-FG does not beat its static baseline does not discover objects
+A grouping whose ARI-FG does not beat its static baseline, or whose masks are nearly uniform
+(``grouping_margin`` below :data:`MARGIN_FLOOR`), does not discover objects
 (:func:`grouping_verdict`).
 """
 
@@ -38,6 +42,7 @@ GROUPING_METRICS = (
     "grouping_ari",
     "grouping_ari_fg",
     "grouping_miou",
+    "grouping_margin",
     "image_dependence",
     "static_ari",
     "static_ari_fg",
@@ -45,6 +50,18 @@ GROUPING_METRICS = (
 )
 # Grouping ARI-FG must beat its static baseline by this much (in [0, 1]) to count as discovery.
 DISCOVERY_MARGIN = 0.10
+# Below this mean top-two gap the grouping masks are nearly uniform: an ARI-FG above the
+# static baseline is then the argmax of noise (seen for a collapsed Slot Attention).
+MARGIN_FLOOR = 0.10
+
+
+def top_two_margin(masks: torch.Tensor) -> np.ndarray:
+    """Soft masks (B, K, h, w) -> (B,): mean over pixels of the largest minus the second-largest
+    mask (the largest alone for K = 1)."""
+    if masks.shape[1] == 1:
+        return masks[:, 0].mean(dim=(1, 2)).double().cpu().numpy()
+    top = masks.topk(2, dim=1).values  # (B, 2, h, w)
+    return (top[:, 0] - top[:, 1]).mean(dim=(1, 2)).double().cpu().numpy()  # (B,)
 
 
 def upsample_masks(masks: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -84,6 +101,7 @@ def batch_metrics(
     if grouping is not None:
         pred = predicted_labels({"masks": grouping}, size).cpu()
         scores.update(segmentation_metrics(true, pred, grouping.shape[1], "grouping_"))
+        scores["grouping_margin"] = top_two_margin(grouping.detach())
     return scores
 
 
@@ -186,11 +204,19 @@ def _grouping_references(
 def grouping_verdict(summary: Mapping[str, Mapping[str, float]]) -> str | None:
     """One sentence comparing the grouping's ARI-FG with its static baseline's, from an
     :func:`evaluate` summary (None without grouping metrics). Beating the baseline is necessary
-    for discovery, not sufficient: a grouping that splits images by colour also beats it."""
+    for discovery, not sufficient: a grouping that splits images by colour also beats it.
+    Nearly uniform masks (``grouping_margin`` < :data:`MARGIN_FLOOR`, when the summary has it:
+    older results may lack it) are not discovering, whatever their ARI-FG."""
     if "grouping_ari_fg" not in summary:
         return None
     grouping, static = summary["grouping_ari_fg"]["mean"], summary["static_ari_fg"]["mean"]
     numbers = f"grouping ARI-FG {100 * grouping:.1f} % vs {100 * static:.1f} % for its static baseline"
+    margin = summary.get("grouping_margin", {}).get("mean")
+    if margin is not None and margin < MARGIN_FLOOR:
+        return (
+            f"not discovering objects: the grouping masks are nearly uniform (mean top-two margin "
+            f"{margin:.3f} < {MARGIN_FLOOR}), so their argmax is noise ({numbers})"
+        )
     if not grouping > static:
         return f"not discovering objects: {numbers}"
     if grouping - static < DISCOVERY_MARGIN:

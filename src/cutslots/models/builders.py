@@ -64,6 +64,7 @@ def build_grouping(model: ModelConfig, in_channels: int, size: int) -> nn.Module
             hidden_dim=grouping.mlp_hidden,
             diffusion=grouping.diffusion,
             edge_hidden=grouping.edge_hidden,
+            edge_init=grouping.edge_init,
         )
     if isinstance(grouping, RandomWalkerGroupingConfig):
         return RandomWalkerGrouping(
@@ -79,6 +80,8 @@ def build_grouping(model: ModelConfig, in_channels: int, size: int) -> nn.Module
             pooling=grouping.pooling,
             mode=grouping.mode,
             iterations=grouping.iterations,
+            unaries=grouping.unaries,
+            temperature=grouping.temperature,
             unary_floor=grouping.unary_floor,
         )
     assert isinstance(grouping, CutGroupingConfig)

@@ -16,6 +16,7 @@ All follow the grouping contract of :class:`cutslots.models.autoencoder.SlotAuto
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import torch
@@ -39,6 +40,9 @@ POOLINGS: tuple[str, ...] = ("mean", "masked_mean")
 # How Slot Attention's attention is used: as is, or diffused by the random walker.
 Diffusion = Literal["none", "random_walker"]
 DIFFUSIONS: tuple[str, ...] = ("none", "random_walker")
+# How the random-walker k-partition turns CNN scores into unaries.
+Unaries = Literal["softplus", "softmax"]
+UNARIES: tuple[str, ...] = ("softplus", "softmax")
 # Mask mass (in pixels) added to the denominator of the masked mean: a part with almost no
 # pixels gets a slot near 0 instead of its few pixels' features blown up.
 _POOLING_EPS = 1.0
@@ -169,7 +173,11 @@ class SlotAttentionGrouping(nn.Module):
     CNN reads edge weights ``(B, 2, h, w)`` (softplus) off the features, and every iteration's
     attention, as unaries, is diffused over them by :class:`~cutslots.qp.RandomWalkerQP` before
     the slots are updated: topology-aware attention, still with exchangeable slots. The masks
-    are the last iteration's (diffused) attention.
+    are the last iteration's (diffused) attention. The edge CNN's last layer starts at
+    ``edge_init`` everywhere (its bias is ``softplus^-1(edge_init)``, its weights 0.1x the default):
+    the attention unaries sum to 1 per pixel, so small edges make the first diffusions nearly the
+    identity, and the slots separate before the walker smooths their attention (edges that start
+    at softplus(0) = 0.69 averaged the attention of the still-alike slots: a collapse).
     """
 
     def __init__(
@@ -183,8 +191,10 @@ class SlotAttentionGrouping(nn.Module):
         hidden_dim: int = 128,
         diffusion: Diffusion = "none",
         edge_hidden: int = 32,
+        edge_init: float = 0.05,
     ) -> None:
         super().__init__()
+        edge_init = check_positive_float("edge_init", edge_init)
         if diffusion not in DIFFUSIONS:
             raise ValueError(f"diffusion must be one of {DIFFUSIONS}, got {diffusion!r}")
         self.position = SoftPositionEmbed(in_channels, resolution)
@@ -193,7 +203,12 @@ class SlotAttentionGrouping(nn.Module):
         self.slot_attention = SlotAttention(num_slots, slot_dim, iters=iters, hidden_dim=hidden_dim)
         self.edges: nn.Module | None = None
         if diffusion == "random_walker":
-            self.edges = score_cnn(in_channels, edge_hidden, 2, init_scale=1.0)
+            edges = score_cnn(in_channels, edge_hidden, 2, init_scale=0.1)
+            last = edges[-1]
+            assert isinstance(last, nn.Conv2d) and last.bias is not None
+            with torch.no_grad():
+                last.bias.fill_(math.log(math.expm1(edge_init)))  # softplus(bias) = edge_init
+            self.edges = edges
             self.walker = RandomWalkerQP(*resolution, on_nonconvergence="warn")
 
     def forward(self, features: Tensor) -> dict[str, Tensor]:
@@ -215,10 +230,13 @@ class RandomWalkerGrouping(nn.Module):
     """features (B, C, H, W) -> {"slots": (B, k, slot_dim), "masks": (B, k, H, W)}: a k-partition
     by the random walker, in the paper's style (Alg. 1-2 with the cut replaced).
 
-    The 3-layer CNN of the partitions outputs 2 edge channels and k unary channels, both through
-    softplus (plus ``unary_floor``, so every pixel has some unary); the masks are the random
-    walker's solution ``x`` (:class:`~cutslots.qp.RandomWalkerQP`, plain or IRLS), which sums to
-    1 over the parts. Position embedding and slot pooling as :class:`CutSlotGrouping`.
+    The 3-layer CNN of the partitions outputs 2 edge channels (through softplus) and k unary
+    scores s. ``unaries="softplus"``: ``u = softplus(s) + unary_floor`` (every pixel has some
+    unary; the parts do not compete for it); ``"softmax"``: ``u = softmax(s / temperature)``
+    over the parts, Alg. 1's masks with the cuts' output replaced by the scores, which the
+    walker then diffuses over the edges. The masks are the random walker's solution ``x``
+    (:class:`~cutslots.qp.RandomWalkerQP`, plain or IRLS), which sums to 1 over the parts.
+    Position embedding and slot pooling as :class:`CutSlotGrouping`.
     """
 
     def __init__(
@@ -236,9 +254,15 @@ class RandomWalkerGrouping(nn.Module):
         pooling: Pooling = "mean",
         mode: Literal["plain", "irls"] = "plain",
         iterations: int = 0,
+        unaries: Unaries = "softplus",
+        temperature: float = 0.5,
         unary_floor: float = 1e-3,
     ) -> None:
         super().__init__()
+        if unaries not in UNARIES:
+            raise ValueError(f"unaries must be one of {UNARIES}, got {unaries!r}")
+        self.unaries = unaries
+        self.temperature = check_positive_float("temperature", temperature)
         check_positive_int("num_slots", num_slots)
         check_positive_int("slot_dim", slot_dim)
         self.position = _position_embedding(position_embedding, in_channels, height, width)
@@ -251,6 +275,11 @@ class RandomWalkerGrouping(nn.Module):
 
     def forward(self, features: Tensor) -> dict[str, Tensor]:
         positioned = self.position(features)  # (B, C, H, W)
-        scores = F.softplus(self.cnn(features if self.position_use == "pool_only" else positioned))  # (B, 2 + k, H, W)
-        masks = self.walker(scores[:, :2].contiguous(), scores[:, 2:] + self.unary_floor)  # (B, k, H, W)
+        scores = self.cnn(features if self.position_use == "pool_only" else positioned)  # (B, 2 + k, H, W)
+        edges = F.softplus(scores[:, :2]).contiguous()  # (B, 2, H, W)
+        if self.unaries == "softmax":
+            unaries = F.softmax(scores[:, 2:] / self.temperature, dim=1)  # (B, k, H, W)
+        else:
+            unaries = F.softplus(scores[:, 2:]) + self.unary_floor  # (B, k, H, W)
+        masks = self.walker(edges, unaries)  # (B, k, H, W)
         return {"slots": self.mlp(pool(masks, positioned, self.pooling)), "masks": masks}
