@@ -58,7 +58,7 @@ from pydantic import Field, model_validator
 from cutslots.cli import demo_config
 from cutslots.config import ConfigError, Section, experiment_from_dict, load_config, to_dict, with_overrides
 from cutslots.config.core import Tuple
-from cutslots.experiments.discovery import read_scalars, run_experiment
+from cutslots.experiments.discovery import evaluate_checkpoint, read_scalars, run_experiment
 from cutslots.experiments.evaluation import DISCOVERY_MARGIN, MARGIN_FLOOR, grouping_verdict
 from cutslots.models.builders import build_autoencoder
 from cutslots.plots import ari_time_figure, save_figure
@@ -162,12 +162,18 @@ def run_config(
     return raw
 
 
-def train_one(raw: dict[str, Any], train_set: str, model: str, seed: int, out_dir: Path) -> dict[str, Any]:
-    """Train and evaluate the run ``raw``, or read it back from ``out_dir`` if it finished."""
+def train_one(
+    raw: dict[str, Any], train_set: str, model: str, seed: int, out_dir: Path, refresh: bool = False
+) -> dict[str, Any]:
+    """Train and evaluate the run ``raw``, or read it back from ``out_dir`` if it finished
+    (with ``refresh``, re-evaluated first if it lacks a metric the evaluation now computes)."""
     result_path = out_dir / "result.json"
     if result_path.is_file():
         result = read_result(result_path)
         if result["config"] == to_dict(experiment_from_dict(raw)):
+            if refresh and _missing_metrics(result):
+                result = refreshed(result, out_dir)
+                result_path.write_text(json.dumps(result, indent=1))
             return result
     shutil.rmtree(out_dir, ignore_errors=True)
     start = time.perf_counter()
@@ -200,6 +206,31 @@ def train_one(raw: dict[str, Any], train_set: str, model: str, seed: int, out_di
         flush=True,
     )
     return result
+
+
+def _missing_metrics(result: dict[str, Any]) -> bool:
+    return any("grouping_ari_fg" in m and any(k not in m for k in GROUPING) for m in result["metrics"].values())
+
+
+def refreshed(result: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """``result`` with its metrics recomputed from the run's final checkpoint by the current
+    evaluation (into ``out_dir/refresh``). The evaluation is deterministic, so every metric the
+    run already had must come out the same: a mismatch (another checkpoint, changed data)
+    raises instead of mixing two evaluations."""
+    checkpoint = out_dir / "checkpoint.pt"
+    steps = result["config"]["train"]["steps"]
+    if torch.load(checkpoint, map_location="cpu", weights_only=False)["step"] != steps:
+        raise ValueError(f"{checkpoint} is not the run's final checkpoint (step {steps})")
+    metrics = evaluate_checkpoint(checkpoint, out_dir / "refresh")["metrics"]
+    for name, old in result["metrics"].items():
+        for key, value in old.items():
+            if isinstance(value, dict) and abs(metrics[name][key]["mean"] - value["mean"]) > 1e-6:
+                raise ValueError(
+                    f"{out_dir}: re-evaluating gives {name} {key} {metrics[name][key]['mean']:.6f}, "
+                    f"the run recorded {value['mean']:.6f}"
+                )
+    print(f"{out_dir}: metrics refreshed from {checkpoint}", flush=True)
+    return {**result, "metrics": metrics}
 
 
 def read_result(path: Path) -> dict[str, Any]:
@@ -356,6 +387,8 @@ class DiscoveryBenchConfig(Section):
     dry_run: bool = False  # tiny sizes on the CPU, a few steps
     threads: Annotated[int, Field(ge=1)] | None = None  # torch CPU threads; None: torch's choice
     work: str = "runs/bench_discovery"  # finished runs, reused by later invocations
+    # Re-evaluate reused runs that lack a metric of the current evaluation (from their checkpoint).
+    refresh: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> DiscoveryBenchConfig:
@@ -387,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
                 raw = run_config(args.recipe, train_set, model, seed, args.steps, out_dir, args.dry_run)
                 if args.minutes is not None:
                     raw["train"]["steps"] = steps_within(raw, 60 * args.minutes)
-                train_one(raw, train_set, model, seed, out_dir)
+                train_one(raw, train_set, model, seed, out_dir, args.refresh)
     # Report over every finished run in the work folder, this invocation's or earlier ones.
     results = [read_result(p) for p in sorted(work.glob("*/*/result.json"))]
     order = {name: i for i, name in enumerate(MODELS)}

@@ -60,6 +60,7 @@ def test_dry_run_writes_tables_curves_and_figures_and_reuses_finished_runs(bench
     assert text.count("| slot_attention | 2 |") == 4  # one row per evaluated set
     seeds_beating = [
         r["metrics"]["shapes"]["grouping_ari_fg"]["mean"] - r["metrics"]["shapes"]["static_ari_fg"]["mean"] >= 0.10
+        and r["metrics"]["shapes"]["grouping_margin"]["mean"] >= 0.10
         for r in runs
         if r["train_set"] == "shapes" and r["model"] == "cut"
     ]
@@ -77,6 +78,26 @@ def test_dry_run_writes_tables_curves_and_figures_and_reuses_finished_runs(bench
     assert bench.main(args) == 0
     assert {p: p.stat().st_mtime_ns for p in work.glob("*/*/checkpoint.pt")} == stamps
     assert "seed 0:" not in capsys.readouterr().out  # no run reported as trained
+
+    # A kept run from before a metric existed gets it from its checkpoint with refresh=true,
+    # the same value the evaluation gave at the end of training.
+    path = work / "shapes" / "cut_seed0" / "result.json"
+    result = json.loads(path.read_text())
+    margin = result["metrics"]["shapes"].pop("grouping_margin")
+    path.write_text(json.dumps(result))
+    assert bench.main(args) == 0  # without refresh: reused as it is
+    assert "grouping_margin" not in json.loads(path.read_text())["metrics"]["shapes"]
+    refresh = [*args[:-2], "refresh=true", *args[-2:]]  # overrides before --out
+    assert bench.main(refresh) == 0
+    assert json.loads(path.read_text())["metrics"]["shapes"]["grouping_margin"] == pytest.approx(margin, abs=1e-12)
+    assert {p: p.stat().st_mtime_ns for p in work.glob("*/*/checkpoint.pt")} == stamps  # nothing retrained
+    # A recorded metric the checkpoint does not reproduce is an error, not a silent mix.
+    result = json.loads(path.read_text())
+    result["metrics"]["shapes"].pop("grouping_margin")
+    result["metrics"]["shapes"]["ari_fg"]["mean"] += 0.5
+    path.write_text(json.dumps(result))
+    with pytest.raises(ValueError, match="re-evaluating gives shapes ari_fg"):
+        bench.main(refresh)
 
 
 def test_gpu_recipe_is_gpu_sized_and_minutes_pick_the_steps(bench, tmp_path, monkeypatch):
