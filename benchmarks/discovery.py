@@ -170,7 +170,7 @@ def train_one(
     result_path = out_dir / "result.json"
     if result_path.is_file():
         result = read_result(result_path)
-        if result["config"] == to_dict(experiment_from_dict(raw)):
+        if _same_run(result["config"], to_dict(experiment_from_dict(raw))):
             if refresh and _missing_metrics(result):
                 result = refreshed(result, out_dir)
                 result_path.write_text(json.dumps(result, indent=1))
@@ -208,6 +208,16 @@ def train_one(
     return result
 
 
+def _same_run(kept: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether a kept run's config is the wanted one; where it was written (``train.out_dir``,
+    absolute or relative to another checkout) does not make it another run."""
+
+    def what(config: dict[str, Any]) -> dict[str, Any]:
+        return {**config, "train": {k: v for k, v in config["train"].items() if k != "out_dir"}}
+
+    return what(kept) == what(wanted)
+
+
 def _missing_metrics(result: dict[str, Any]) -> bool:
     return any("grouping_ari_fg" in m and any(k not in m for k in GROUPING) for m in result["metrics"].values())
 
@@ -218,6 +228,8 @@ def refreshed(result: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     run already had must come out the same: a mismatch (another checkpoint, changed data)
     raises instead of mixing two evaluations."""
     checkpoint = out_dir / "checkpoint.pt"
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"{checkpoint}: no checkpoint to refresh {out_dir}'s metrics from")
     steps = result["config"]["train"]["steps"]
     if torch.load(checkpoint, map_location="cpu", weights_only=False)["step"] != steps:
         raise ValueError(f"{checkpoint} is not the run's final checkpoint (step {steps})")
@@ -285,7 +297,7 @@ def summarize_runs(results: list[dict[str, Any]]) -> dict[str, Any]:
             }
             for name in EVAL_SETS[train_set]:
                 metrics = [r["metrics"][name] for r in runs]
-                keys = [k for k in DECODER + GROUPING if k in metrics[0]]
+                keys = [k for k in DECODER + GROUPING if all(k in m for m in metrics)]  # older runs lack some
                 entry[name] = {
                     k: {
                         "mean": statistics.mean(m[k]["mean"] for m in metrics),

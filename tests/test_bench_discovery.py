@@ -121,3 +121,18 @@ def test_settings_are_a_config_section(bench, tmp_path):
         bench.main(["--config", str(path)])
     defaults = bench.DiscoveryBenchConfig()
     assert (defaults.seeds, defaults.train_sets, defaults.recipe) == ((0, 1, 2), ("shapes", "textured"), "cpu")
+
+
+def test_a_kept_run_is_the_same_run_wherever_it_was_written(bench, tmp_path):
+    raw = bench.run_config("cpu", "shapes", "cut", 0, None, tmp_path / "a", dry=True)
+    kept = bench.to_dict(bench.experiment_from_dict(raw))
+    moved = {**kept, "train": {**kept["train"], "out_dir": "/elsewhere/shapes/cut_seed0"}}
+    assert bench._same_run(moved, kept)
+    other_seed = {**kept, "train": {**kept["train"], "seed": 1}}
+    assert not bench._same_run(other_seed, kept)
+
+
+def test_refresh_without_a_checkpoint_names_it(bench, tmp_path):
+    raw = bench.run_config("cpu", "shapes", "cut", 0, None, tmp_path, dry=True)
+    with pytest.raises(FileNotFoundError, match="checkpoint.pt: no checkpoint"):
+        bench.refreshed({"config": raw, "metrics": {}}, tmp_path)
