@@ -1,4 +1,4 @@
-"""Figures of the experiments as :class:`matplotlib.figure.Figure` objects, and one PNG writer.
+"""Figures of the experiments as ``matplotlib.figure.Figure`` objects, and one PNG writer.
 
 Every ``*_figure`` function builds and returns a figure; :func:`save_figure` writes it. The
 figures are made without pyplot, so nothing here picks a global matplotlib backend.
