@@ -22,7 +22,8 @@ from torch import Tensor
 
 from cutslots.metrics import chain_identities, hard_links
 
-STRIP_FRAMES = 8  # at most this many (evenly spaced) frames in the clip strip
+STRIP_FRAMES = 8
+"""At most this many (evenly spaced) frames in the clip strip."""
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
