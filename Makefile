@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_PIN)
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,docs]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -20,11 +20,13 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/cutslots demo
 
-# Lint, format and type checks first: CI enforces them with the tests.
+# Lint, format and type checks and the docs build (broken links, docstring warnings) first:
+# CI enforces them with the tests.
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

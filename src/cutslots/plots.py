@@ -1,4 +1,4 @@
-"""Figures of the experiments as :class:`matplotlib.figure.Figure` objects, and one PNG writer.
+"""Figures of the experiments as ``matplotlib.figure.Figure`` objects, and one PNG writer.
 
 Every ``*_figure`` function builds and returns a figure; :func:`save_figure` writes it. The
 figures are made without pyplot, so nothing here picks a global matplotlib backend.
@@ -22,7 +22,8 @@ from torch import Tensor
 
 from cutslots.metrics import chain_identities, hard_links
 
-STRIP_FRAMES = 8  # at most this many (evenly spaced) frames in the clip strip
+STRIP_FRAMES = 8
+"""At most this many (evenly spaced) frames in the clip strip."""
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:

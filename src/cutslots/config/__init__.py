@@ -1,4 +1,4 @@
-"""Typed configs read from YAML: the mechanism (:mod:`.core`) and the experiment schema.
+"""Typed configs read from YAML: the mechanism (:mod:`cutslots.config.core`) and the experiment schema.
 
 - :mod:`cutslots.config.core`: :class:`Section` (a frozen pydantic model), :func:`load_config`
   with dotted overrides, :class:`ConfigError` naming the key and the file or override.

@@ -37,6 +37,7 @@ from cutslots.data.transforms import (
 )
 
 VARIANTS = ("full", "outd", "camo", "pbg", "vbg", "grassbg")
+"""The ClevrTex variants (``data.variant``)."""
 EVAL_ONLY = ("outd", "camo")
 SPLITS = {"test": (0.0, 0.1), "val": (0.1, 0.2), "train": (0.2, 1.0)}
 IMAGE_SIZE = (240, 320)  # (H, W) of every render

@@ -55,12 +55,13 @@ SYNTHETIC_TRAIN, SYNTHETIC_EVAL = 10_000, 500
 MOVING_TRAIN, MOVING_EVAL = 1000, 100
 # CLEVR variant -> most visible objects per scene (None: no filter). CLEVR6 as in Slot Attention.
 CLEVR_VARIANTS: dict[str, int | None] = {"full": None, "clevr6": 6}
-# Record ranges [start, end) of the CLEVR splits; a module attribute so tests can point the
-# builder at a small file.
 CLEVR_SPLITS: dict[str, tuple[int, int | None]] = dict(CLEVR_DEFAULT_SPLITS)
+"""Record ranges [start, end) of the CLEVR splits; a module attribute so tests can point the
+builder at a small file."""
 # Image dataset -> its default variant.
 IMAGE_DATASETS = {"synthetic": "textured", "clevr": "full", "clevrtex": "full"}
 VIDEO_DATASETS = ("moving", "movi_a")
+"""The datasets of clips (``data.dataset``), read by the video experiments."""
 Unit = Literal["pairs", "frames", "clips"]
 
 

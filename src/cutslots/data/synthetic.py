@@ -62,6 +62,7 @@ VARIANTS: dict[str, VariantSpec] = {
     "camo": VariantSpec(TRAIN_SHAPES, TRAIN_TEXTURES, TRAIN_TEXTURES, camouflage=True),
     "ood": VariantSpec(OOD_SHAPES, OOD_TEXTURES, OOD_TEXTURES),
 }
+"""The synthetic scene families by ``data.variant`` name."""
 
 
 @dataclass(frozen=True, eq=False)

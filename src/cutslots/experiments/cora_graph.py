@@ -108,7 +108,7 @@ def partition_graph(adjacency: sp.spmatrix, num_parts: int) -> np.ndarray:
 
     A set meant for ``k`` parts is ordered by its Fiedler vector and cut so that the first
     ``round(n * (k // 2) / k)`` nodes go to ``k // 2`` parts and the rest to the others, then
-    the cut is refined by pair swaps (:func:`_swap_refine`). Part sizes therefore differ by at
+    the cut is refined by pair swaps (``_swap_refine``). Part sizes therefore differ by at
     most one (100 or 101 for Cora's 2708 nodes in 27 parts).
     """
     n = adjacency.shape[0]

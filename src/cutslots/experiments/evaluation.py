@@ -48,11 +48,12 @@ GROUPING_METRICS = (
     "static_ari_fg",
     "static_miou",
 )
+"""The grouping masks' own scores in an evaluation summary (models with ``grouping_masks``)."""
 # Grouping ARI-FG must beat its static baseline by this much (in [0, 1]) to count as discovery.
 DISCOVERY_MARGIN = 0.10
-# Below this mean top-two gap the grouping masks are nearly uniform: an ARI-FG above the
-# static baseline is then the argmax of noise (seen for a collapsed Slot Attention).
 MARGIN_FLOOR = 0.10
+"""Below this mean top-two gap the grouping masks are nearly uniform: an ARI-FG above the
+static baseline is then the argmax of noise (seen for a collapsed Slot Attention)."""
 
 
 def top_two_margin(masks: torch.Tensor) -> np.ndarray:

@@ -83,12 +83,15 @@ class CutSlotGrouping(nn.Module):
     is the mean over the H x W grid of the masked features (``"mean"``, Alg. 2: a part's
     slot scales with its area) or their mean over the part itself, ``sum(m f) / (sum(m) + 1)``
     (``"masked_mean"``: a small part's slot describes its pixels as fully as a large one's).
+    ``weight_activation``, ``feature_mlp``, ``form``, ``engine``, ``relaxation`` and ``init_scale``
+    are passed to :class:`KPartition`.
 
     Args:
         in_channels: C.
         num_slots: k (>= 2 with a background slot, >= 1 without).
         slot_dim: D.
-        height, width: the feature grid.
+        height: height of the feature grid.
+        width: width of the feature grid.
         gamma: cut QP regulariser, cutslots' convention ``1/2 gamma |z|^2`` (paper's x 2).
         background_slot: slot 0 is a background slot (:class:`BackgroundKPartition`) if True,
             else all slots come from one :class:`KPartition`.
@@ -96,8 +99,6 @@ class CutSlotGrouping(nn.Module):
         bg_temperature: temperature of the background/foreground split (background only).
         partition_hidden: width of the edge-weight CNN (and of the optional feature MLP).
         mlp_hidden: hidden width of the slot MLP.
-        weight_activation, feature_mlp, form, engine, relaxation, init_scale: as
-            :class:`KPartition`.
         position_embedding: ``"cut_and_pool"``, ``"pool_only"`` or ``"none"`` (above).
         pooling: ``"mean"`` or ``"masked_mean"`` (above).
     """

@@ -121,11 +121,13 @@ class ParallelCuts(nn.Module):
     Args:
         in_channels: C.
         num_cuts: n.
-        height, width: the grid (the features' spatial size).
+        height: grid height (the features' spatial size).
+        width: grid width.
         gamma: QP regulariser in cutslots' convention ``1/2 gamma |z|^2`` (paper's gamma x 2).
         hidden: channels of the CNN's two hidden layers.
         weight_activation: applied to the CNN output: ``"softplus"``, ``"relu"`` or ``"none"``.
-        form, engine: passed to :class:`cutslots.qp.GridCutQP`.
+        form: passed to :class:`cutslots.qp.GridCutQP`.
+        engine: passed to :class:`cutslots.qp.GridCutQP`.
         init_scale: multiplies the initial weights of the CNN's last layer (> 0).
     """
 
@@ -268,9 +270,10 @@ class KPartition(nn.Module):
     when given, is what the masks cut out instead (e.g. features plus a position embedding the
     cut should not see). forward -> :class:`PartitionOutput` with n = k.
 
+    ``in_channels``, ``height``, ``width``, ``gamma``, ``hidden``, ``weight_activation``, ``form``,
+    ``engine`` and ``init_scale`` are those of :class:`ParallelCuts`.
+
     Args:
-        in_channels, height, width, gamma, hidden, weight_activation, form, engine, init_scale:
-            as :class:`ParallelCuts`.
         num_parts: k (>= 1).
         temperature: softmax temperature over the parts (> 0).
         feature_mlp: apply a per-pixel 2-layer MLP (1x1 convs, ``hidden`` wide) to the

@@ -63,12 +63,14 @@ class GridCutQP(torch.nn.Module):
     """Relaxed s-t cut on an ``H x W`` grid: ``weights: (B, 6, H, W) -> CutSolution``.
 
     Args:
-        height, width: grid size (>= 1 each).
+        height: grid height (>= 1).
+        width: grid width (>= 1).
         gamma: regulariser in the convention ``1/2 gamma |z|^2`` (paper's gamma times 2).
         b0: terminal constraint value (default 1 for ``"paper"``, 10 for ``"released"``).
         form: ``"paper"`` (eq. 2) or ``"released"`` (authors' code); see ``grid_graph``.
         engine: ``"closed_form"``, ``"sparse"`` or ``"auto"`` (closed form when the form allows).
-        backend, cache_dir: passed to the sparse engine's factorization.
+        backend: passed to the sparse engine's factorization.
+        cache_dir: passed to the sparse engine's factorization.
     """
 
     _flat_valid: torch.Tensor  # (E,) flat indices of the grid's valid edge channels (sparse engine)

@@ -6,7 +6,7 @@ variables leaves ``M p = r`` over the vertex variables with
 ``K = gamma (L_grid + 2 I)``, diagonalised by the orthonormal DCT-II (free boundary), and
 the two terminals couple through constant vectors only, so a 2 x 2 Schur complement gives
 ``p_s, p_t``. Per QP the work is four matrix products along the grid axes (half-size ones
-on long even axes, see :class:`_AxisDCT`) plus element-wise passes. Every step is linear in
+on long even axes, see ``_AxisDCT``) plus element-wise passes. Every step is linear in
 the weights, so autograd is exact.
 """
 

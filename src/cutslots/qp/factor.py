@@ -202,6 +202,8 @@ def dense_columns(A: sp.csc_matrix, threshold: int | None = None) -> np.ndarray:
 
 
 def default_cache_dir() -> Path:
+    """Where factorizations are cached: ``$CUTSLOTS_CACHE_DIR``, else ``cutslots/factors`` in
+    ``$XDG_CACHE_HOME`` (default ``~/.cache``)."""
     env = os.environ.get("CUTSLOTS_CACHE_DIR")
     if env:
         return Path(env)

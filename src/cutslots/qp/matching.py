@@ -58,7 +58,8 @@ class MatchingQP(torch.nn.Module):
     """Differentiable relaxed bipartite matching: ``cost: (B, n, m) -> x: (B, n, m)``.
 
     Args:
-        n, m: sizes of the two sides (``m`` defaults to ``n``).
+        n: size of the first side.
+        m: size of the second side (default ``n``).
         gamma: regulariser, convention ``1/2 gamma |z|^2`` (the paper's gamma times 2).
         form: ``"perfect"`` (paper eq. 7) or ``"assignment"`` (module docstring).
     """

@@ -346,7 +346,8 @@ class RandomWalkerQP(torch.nn.Module):
     """Random-walker diffusion of unaries over a weighted grid: ``(edge_weights, unaries) -> x``.
 
     Args:
-        height, width: grid size (>= 1 each).
+        height: grid height (>= 1).
+        width: grid width (>= 1).
         engine: ``"cg"`` (batched PCG, CPU/CUDA) or ``"sparse"`` (a factorization per image,
             CPU float64 internally; the reference).
         tol: CG's tolerance on the true relative residual ``||u_k - A x_k|| / ||u_k||`` of every
@@ -364,8 +365,9 @@ class RandomWalkerQP(torch.nn.Module):
         mode: ``"plain"`` (the quadratic energy above) or ``"irls"``: ``iterations`` reweighted
             solves towards the L1 energy (the true cut), see :mod:`cutslots.qp.random_walker_irls`;
             gradients flow through the whole sequence of solves.
-        iterations, eps: IRLS steps, and the floor of ``|x_i - x_j|`` and ``|x - target|`` in
-            the weights ``1 / max(eps, .)``.
+        iterations: IRLS steps.
+        eps: the floor of ``|x_i - x_j|`` and ``|x - target|`` in the IRLS weights
+            ``1 / max(eps, .)``.
 
     Forward: ``edge_weights: (B, 2, H, W) >= 0`` (channel 0: edge to the right neighbour, its
     last column ignored; channel 1: edge to the neighbour below, its last row ignored; the
