@@ -219,6 +219,8 @@ class TrainConfig(Section):
     grad_clip: PositiveFloat | None = None  # max global grad norm; None disables clipping
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
     log_every: PositiveInt = 100
+    # Seconds between progress lines when stderr is not a terminal (a terminal gets tqdm's bar).
+    progress_every_s: PositiveFloat = 30.0
     eval_every: PositiveInt | None = 5_000  # None disables periodic evaluation
     checkpoint_every: PositiveInt | None = 5_000  # None: checkpoint only at the end / on a signal
     out_dir: Annotated[str, Field(min_length=1)] = "runs/default"

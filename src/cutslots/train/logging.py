@@ -1,4 +1,4 @@
-"""Run logging: a long-format CSV of scalars, TensorBoard, and a tqdm progress bar.
+"""Run logging: a long-format CSV of scalars and TensorBoard.
 
 Both loggers are resume-safe: a run resumed from a checkpoint at step ``s`` first drops whatever
 was logged after ``s`` by the interrupted run (those steps are about to be redone), so every step
@@ -13,9 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
-__all__ = ["CsvLogger", "RunLogger", "progress_bar"]
+__all__ = ["CsvLogger", "RunLogger"]
 
 _HEADER = ["step", "name", "value"]
 
@@ -103,8 +102,3 @@ class RunLogger:
         if self.enabled:
             self.csv.close()
             self.tb.close()
-
-
-def progress_bar(total: int, initial: int = 0, enabled: bool = True) -> tqdm:
-    """A tqdm bar over training steps, starting at ``initial`` when resuming."""
-    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True, desc="train")

@@ -47,7 +47,8 @@ from cutslots.train.distributed import (
     setup_distributed,
     wrap_model,
 )
-from cutslots.train.logging import RunLogger, progress_bar
+from cutslots.train.logging import RunLogger
+from cutslots.train.progress import progress_bar
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -487,7 +488,7 @@ def _run(
     run, loader = _setup(model, dataset, config, resume, experiment, ctx, device)
     at = run.at
     logger = RunLogger(Path(config.out_dir), at.start_step, enabled=ctx.is_main)
-    bar = progress_bar(config.steps, at.start_step, enabled=ctx.is_main)
+    bar = progress_bar(config.steps, at.start_step, enabled=ctx.is_main, every_s=config.progress_every_s)
     metrics: dict[str, float] = {}
     interrupted = False
     try:
@@ -495,13 +496,13 @@ def _run(
             batches = iter(loader) if run.sampler is not None else _Stream(loader, at.consumed)
             while at.step < config.steps:
                 lr, grad_norm = run.step(batches, input_key)
-                bar.update(1)
                 scalars = _scalars(at, config, ctx, device, lr, grad_norm, eval_fn, model)
                 if scalars:
                     logger.log(at.step, scalars)
                     metrics.update(scalars)
                     if "train/loss" in scalars:
                         bar.set_postfix(loss=f"{scalars['train/loss']:.4g}")
+                bar.update(1)  # after the postfix: a progress line shows this step's loss
                 interrupted = any_rank(stop.requested, ctx, device)
                 if (
                     interrupted
