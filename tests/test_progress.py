@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tqdm import tqdm
 
-from cutslots.config import ConfigError, TrainConfig
+from cutslots.config import TrainConfig
 from cutslots.train.loop import train
 from cutslots.train.progress import LineProgress, progress_bar
 from tiny_training import TinyAutoencoder, TinyScenes
@@ -84,8 +84,6 @@ def test_training_into_a_log_writes_plain_lines(tmp_path: Path, capsys: pytest.C
     assert re.fullmatch(r"train: step 6/6 \(100%\), loss [0-9.e-]+, [0-9.e+]+ steps/s, ETA 0:00:00", lines[-1])
 
 
-def test_bad_intervals_name_the_key() -> None:
+def test_a_bad_interval_is_named() -> None:
     with pytest.raises(ValueError, match="every_s: expected seconds > 0, got 0"):
         LineProgress(total=3, every_s=0, file=io.StringIO())
-    with pytest.raises(ConfigError, match="progress_every_s"):
-        TrainConfig(progress_every_s=-1.0)
