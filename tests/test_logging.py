@@ -20,7 +20,7 @@ from PIL import Image
 from torch import nn
 
 from cutslots.config import TrainConfig, to_dict
-from cutslots.train.logging import RunLogger
+from cutslots.train.logging import RunLogger, takes_images
 from cutslots.train.loop import train
 from tiny_training import TinyAutoencoder, TinyScenes
 
@@ -87,6 +87,9 @@ def test_csv_alone_and_no_logger_at_all(tmp_path: Path) -> None:
     silent.log(1, {"train/loss": 1.0})
     silent.close()
     assert not (tmp_path / "b").exists()
+    # The experiments draw evaluation figures only for a logger that keeps them.
+    assert not takes_images(["csv"]) and not takes_images([])
+    assert takes_images(["csv", "tensorboard"]) and takes_images(["wandb"])
 
 
 def test_bad_images_and_logger_names_are_named(tmp_path: Path) -> None:

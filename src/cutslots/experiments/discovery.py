@@ -35,6 +35,7 @@ from cutslots.models.autoencoder import SlotAutoencoder
 from cutslots.models.builders import build_autoencoder
 from cutslots.plots import curve_figure, decomposition_figure, figure_image, learning_curve_figure, save_figure
 from cutslots.train.checkpoint import load_checkpoint
+from cutslots.train.logging import takes_images
 from cutslots.train.loop import train
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,10 @@ def _shown_images(name: str, ds: Dataset) -> torch.Tensor:
     return torch.stack([item["image"] for item in shown])
 
 
-def _eval_fn(sets: Mapping[str, Dataset], batch_size: int, max_images: int | None):
-    """Periodic evaluation: ``{"<set>/<metric>": mean}`` and the ``"<set>/decomposition"``
-    figure as an image (logged as ``eval/<set>/...``)."""
-    shown = {name: _shown_images(name, ds) for name, ds in sets.items()}
+def _eval_fn(sets: Mapping[str, Dataset], batch_size: int, max_images: int | None, figures: bool):
+    """Periodic evaluation: ``{"<set>/<metric>": mean}`` and, with ``figures``, the
+    ``"<set>/decomposition"`` figure as an image (logged as ``eval/<set>/...``)."""
+    shown = {name: _shown_images(name, ds) for name, ds in sets.items()} if figures else {}
 
     def run(model: torch.nn.Module, step: int) -> dict[str, float | np.ndarray]:
         device = next(model.parameters()).device
@@ -66,8 +67,9 @@ def _eval_fn(sets: Mapping[str, Dataset], batch_size: int, max_images: int | Non
         for name, ds in sets.items():
             summary = evaluate(model, ds, batch_size, device, max_images)["summary"]
             logged.update({f"{name}/{k}": v["mean"] for k, v in summary.items()})
-            images = shown[name].to(device)
-            logged[f"{name}/decomposition"] = figure_image(decomposition_figure(images, model(images)))
+            if figures:
+                images = shown[name].to(device)
+                logged[f"{name}/decomposition"] = figure_image(decomposition_figure(images, model(images)))
         return logged
 
     return run
@@ -146,7 +148,8 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, eval_batch_si
     model = build_autoencoder(config.model, config.data.image_size)
     train_set = build_dataset(config.data, "train")
     sets = eval_sets(config.data)
-    periodic = _eval_fn(sets, eval_batch_size, max_images=64) if config.train.eval_every else None
+    figures = takes_images(config.train.loggers)  # drawing them costs a second or two per set
+    periodic = _eval_fn(sets, eval_batch_size, 64, figures) if config.train.eval_every else None
     summary = train(model, train_set, config.train, periodic, resume=resume, experiment=config)
     if not is_main():
         return {"summary": summary}

@@ -53,6 +53,7 @@ from cutslots.models.builders import build_video_model
 from cutslots.models.frame_pair import FramePairAutoencoder
 from cutslots.plots import clip_strip_figure, far_pair_figure, figure_image, save_figure
 from cutslots.train.checkpoint import load_checkpoint
+from cutslots.train.logging import takes_images
 from cutslots.train.loop import train
 
 log = logging.getLogger(__name__)
@@ -225,16 +226,19 @@ def _strip_figure(model: nn.Module, video: Tensor, method: str) -> Figure:
     return clip_strip_figure(video, {k: v[0] for k, v in strip.items()}, method)
 
 
-def _eval_fn(clips: Dataset | Iterable[Mapping[str, Tensor]], batch_size: int, max_clips: int, method: str):
-    """Periodic evaluation: ``{"video/<metric>": mean}`` and the ``"video/clip_strip"`` figure
-    as an image (logged as ``eval/video/...``)."""
-    video = _first_clip(clips)
+def _eval_fn(
+    clips: Dataset | Iterable[Mapping[str, Tensor]], batch_size: int, max_clips: int, method: str, figures: bool
+):
+    """Periodic evaluation: ``{"video/<metric>": mean}`` and, with ``figures``, the
+    ``"video/clip_strip"`` figure (titled ``method``) as an image (logged as ``eval/video/...``)."""
+    video = _first_clip(clips) if figures else None
 
     def run(model: nn.Module, step: int) -> dict[str, float | np.ndarray]:
         device = next(model.parameters()).device
         summary = evaluate_video(model, clips, batch_size, device, max_clips)["summary"]
         logged: dict[str, float | np.ndarray] = {f"video/{key}": value["mean"] for key, value in summary.items()}
-        logged["video/clip_strip"] = figure_image(_strip_figure(model, video.to(device), method))
+        if video is not None:
+            logged["video/clip_strip"] = figure_image(_strip_figure(model, video.to(device), method))
         return logged
 
     return run
@@ -331,7 +335,8 @@ def run_video_experiment(config: ExperimentConfig, resume: bool = False, eval_ba
     train_set = build_video_dataset(config.data, "train", unit)
     clips = build_video_dataset(config.data, "eval", "clips")
     method = METHOD_NAMES[config.model.grouping.kind]
-    periodic = _eval_fn(clips, eval_batch_size, 16, method) if config.train.eval_every else None
+    figures = takes_images(config.train.loggers)  # drawing the strip costs a second or two
+    periodic = _eval_fn(clips, eval_batch_size, 16, method, figures) if config.train.eval_every else None
     summary = train(
         model, train_set, config.train, periodic, resume=resume, experiment=config, input_key=INPUT_KEYS[unit]
     )

@@ -25,10 +25,15 @@ from torch.utils.tensorboard.summary import hparams
 
 from cutslots.config.experiment import LoggerName
 
-__all__ = ["LOGGERS", "CsvLogger", "Logger", "RunLogger", "TensorBoardLogger", "WandbLogger"]
+__all__ = ["LOGGERS", "CsvLogger", "Logger", "RunLogger", "TensorBoardLogger", "WandbLogger", "takes_images"]
 
 LOGGERS: tuple[str, ...] = get_args(LoggerName)  # csv, tensorboard, wandb
 _HEADER = ["step", "name", "value"]
+
+
+def takes_images(loggers: Sequence[str]) -> bool:
+    """Whether any of ``loggers`` keeps images (the CSV does not), so they are worth drawing."""
+    return any(kind in ("tensorboard", "wandb") for kind in loggers)
 
 
 def _check_scalars(step: int, scalars: Mapping[str, float]) -> None:
