@@ -164,6 +164,10 @@ def test_overrides_use_yaml_scalar_semantics(tmp_path: Path) -> None:
         (CUT + "    init_scale: 0\n", "model.grouping.init_scale", "greater than 0"),
         ("model:\n  num_slots: 1\n", "model.num_slots", ">= 2 with a background slot"),
         ("model:\n  decoder:\n    layers: 0\n", "model.decoder.layers", "greater than or equal to 1"),
+        ("train:\n  loggers: [csv, mlflow]\n", "train.loggers[1]", "'tensorboard' or 'wandb', got str 'mlflow'"),
+        ("train:\n  loggers: [csv, csv]\n", "train.loggers", "each logger at most once, got ['csv', 'csv']"),
+        ("train:\n  loggers: csv\n", "train.loggers", "valid tuple, got str 'csv'"),
+        ("train:\n  progress_every_s: 0\n", "train.progress_every_s", "greater than 0"),
     ],
 )
 def test_bad_values_name_key_and_file(tmp_path: Path, body: str, key: str, expected: str) -> None:

@@ -6,6 +6,7 @@ Everything runs a tiny cut model (16 px images, 3 slots, 8 channels) for a few s
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cutslots import cli
 from cutslots.config import ConfigError, ExperimentConfig, experiment_from_dict, load_experiment, to_dict
@@ -259,6 +261,18 @@ def test_demo_writes_metrics_and_pngs(tmp_path, monkeypatch, capsys):
     for name in sets:
         for key in ("ari_fg", "grouping_ari_fg", "static_ari_fg", "image_dependence"):
             assert [r["step"] for r in rows if r["name"] == f"eval/{name}/{key}"] == ["1", "2"]
+    # TensorBoard gets each evaluation's decomposition figures; the last one shows what the
+    # final report's PNG shows (same weights, same images).
+    tb = EventAccumulator(str(out / "tb"), size_guidance={"images": 0})
+    tb.Reload()
+    for name in sets:
+        shown = tb.Images(f"eval/{name}/decomposition")
+        assert [e.step for e in shown] == [1, 2]
+        with (
+            Image.open(io.BytesIO(shown[-1].encoded_image_string)) as logged,
+            Image.open(out / f"decomposition_{name}.png") as saved,
+        ):
+            np.testing.assert_array_equal(np.asarray(logged.convert("RGB")), np.asarray(saved.convert("RGB")))
     printed = capsys.readouterr().out
     assert printed.startswith("Decoder masks:\n| set | mIoU (%) | ARI-FG (%) | MSE |\n")
     assert "\nGrouping masks:\n| set | grouping mIoU (%) | grouping ARI-FG (%) |" in printed

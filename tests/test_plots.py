@@ -1,4 +1,5 @@
-"""Figures are Figure objects built without pyplot; save_figure writes them as PNG."""
+"""Figures are Figure objects built without pyplot; save_figure writes them as PNG, figure_image
+renders the same pixels for the loggers."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from cutslots.plots import decomposition_figure, far_pair_figure, save_figure
+from cutslots.plots import decomposition_figure, far_pair_figure, figure_image, save_figure
 
 
 def _outputs(batch: int, slots: int, size: int, grouping: bool) -> dict[str, torch.Tensor]:
@@ -50,6 +51,15 @@ def test_save_figure_writes_a_png_of_the_figure_size(tmp_path: Path) -> None:
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with Image.open(path) as image:
         assert image.size == (round(1.2 * 5 * 50), round(2.6 * 50))  # figsize (1.2 (K + 2), 2.6) inches
+
+
+def test_figure_image_is_the_saved_png(tmp_path: Path) -> None:
+    images, out = torch.rand(2, 3, 8, 8), _outputs(2, 3, 8, grouping=True)
+    pixels = figure_image(decomposition_figure(images, out), dpi=50)
+    with Image.open(save_figure(decomposition_figure(images, out), tmp_path / "d.png", dpi=50)) as png:
+        expected = np.asarray(png.convert("RGB"))
+    assert pixels.dtype == np.uint8 and pixels.shape == expected.shape
+    np.testing.assert_array_equal(pixels, expected)
 
 
 def test_importing_the_plots_picks_no_backend() -> None:

@@ -11,12 +11,13 @@ import pytest
 import torch
 from PIL import Image
 from sklearn.metrics import adjusted_rand_score
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 import dataset_fixtures as fx
 from cutslots.cli import main
-from cutslots.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig, experiment_from_dict
+from cutslots.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig, experiment_from_dict, to_dict
 from cutslots.config import load_experiment as load_config
 from cutslots.data.moving import MovingScenes
 from cutslots.data.registry import build_video_dataset
@@ -427,12 +428,21 @@ def test_run_writes_metrics_table_and_figures(cut_run: tuple[ExperimentConfig, d
 
 
 def test_slot_attention_baseline_run(tmp_path: Path) -> None:
-    report = run_video_experiment(tiny_config(tmp_path / "sa", kind="slot_attention"))
+    raw = to_dict(tiny_config(tmp_path / "sa", kind="slot_attention"))
+    raw["train"]["eval_every"] = 2  # one periodic evaluation, at the last step
+    report = run_video_experiment(experiment_from_dict(raw))
     metrics = json.loads((tmp_path / "sa" / "metrics.json").read_text())
     assert metrics["method"] == "Slot Attention + Hungarian" and metrics["num_clips"] == 3
     assert report["table"].splitlines()[2].startswith("Slot Attention + Hungarian")
     for name in ("clip_strip.png", "far_pair.png", "loss.png"):
         assert_png(tmp_path / "sa" / name)
+    # The evaluation's clip strip in TensorBoard: the final figure's layout (the slots' random
+    # initialisation differs between the two drawings, so the pixels may differ).
+    tb = EventAccumulator(str(tmp_path / "sa" / "tb"), size_guidance={"images": 0})
+    tb.Reload()
+    (strip,) = tb.Images("eval/video/clip_strip")
+    with Image.open(tmp_path / "sa" / "clip_strip.png") as saved:
+        assert (strip.step, strip.width, strip.height) == (2, *saved.size)
 
 
 def test_evaluate_checkpoint_reproduces_the_run(

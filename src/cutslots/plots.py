@@ -1,7 +1,8 @@
 """Figures of the experiments as ``matplotlib.figure.Figure`` objects, and one PNG writer.
 
-Every ``*_figure`` function builds and returns a figure; :func:`save_figure` writes it. The
-figures are made without pyplot, so nothing here picks a global matplotlib backend.
+Every ``*_figure`` function builds and returns a figure; :func:`save_figure` writes it and
+:func:`figure_image` renders it to pixels (for the loggers). The figures are made without
+pyplot, so nothing here picks a global matplotlib backend.
 
 - :func:`decomposition_figure`: images decomposed into slots, as the paper's Fig. 4.
 - :func:`curve_figure`, :func:`learning_curve_figure`, :func:`ari_time_figure`: training curves.
@@ -17,6 +18,7 @@ from typing import Any
 
 import matplotlib
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
 
@@ -33,6 +35,15 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)
     return path
+
+
+def figure_image(fig: Figure, dpi: int = 100) -> np.ndarray:
+    """``fig`` laid out and rendered as :func:`save_figure` writes it: (H, W, 3) uint8 RGB."""
+    fig.tight_layout()
+    fig.set_dpi(dpi)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 def _hwc(image: Tensor) -> np.ndarray:

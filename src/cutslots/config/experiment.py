@@ -24,6 +24,7 @@ __all__ = [
     "EncoderConfig",
     "ExperimentConfig",
     "GroupingConfig",
+    "LoggerName",
     "MatchingConfig",
     "ModelConfig",
     "OptimizerConfig",
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 PositiveInt = Annotated[int, Field(ge=1)]
 PositiveFloat = Annotated[float, Field(gt=0)]
+# The backends of cutslots.train.logging.
+LoggerName = Literal["csv", "tensorboard", "wandb"]
 
 
 class EncoderConfig(Section):
@@ -219,11 +222,22 @@ class TrainConfig(Section):
     grad_clip: PositiveFloat | None = None  # max global grad norm; None disables clipping
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
     log_every: PositiveInt = 100
+    # Seconds between progress lines when stderr is not a terminal (a terminal gets tqdm's bar).
+    progress_every_s: PositiveFloat = 30.0
+    # Where scalars and evaluation images go: scalars.csv, TensorBoard (tb/), Weights & Biases.
+    loggers: Tuple[LoggerName] = ("csv", "tensorboard")
     eval_every: PositiveInt | None = 5_000  # None disables periodic evaluation
     checkpoint_every: PositiveInt | None = 5_000  # None: checkpoint only at the end / on a signal
     out_dir: Annotated[str, Field(min_length=1)] = "runs/default"
     num_workers: Annotated[int, Field(ge=0)] = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+
+    @field_validator("loggers")
+    @classmethod
+    def _loggers(cls, loggers: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(loggers)) != len(loggers):
+            raise ValueError(f"expected each logger at most once, got {list(loggers)}")
+        return loggers
 
     @field_validator("device")
     @classmethod

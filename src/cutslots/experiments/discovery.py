@@ -2,7 +2,9 @@
 
 ``run_experiment(config)`` is what ``cutslots train`` and ``cutslots demo`` run;
 ``evaluate_checkpoint(path, ...)`` is ``cutslots eval``. Outputs land in ``train.out_dir``:
-``checkpoint.pt``, ``config.yaml``, ``scalars.csv`` + TensorBoard events, ``metrics.json``
+``checkpoint.pt``, ``config.yaml``, the logs of ``train.loggers`` (``scalars.csv``,
+TensorBoard events, W&B; with ``train.eval_every``, each evaluation's scalars and
+decomposition figures), ``metrics.json``
 (one entry per evaluation set: decoder metrics, and the grouping's own metrics with its
 image dependence and static baseline, see :mod:`cutslots.experiments.evaluation`) and PNGs
 (``loss.png``, ``learning_curve.png`` when ``train.eval_every`` is set,
@@ -21,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset
 
@@ -30,8 +33,9 @@ from cutslots.experiments.common import eval_mode, is_main, load_run, seed_every
 from cutslots.experiments.evaluation import evaluate, grouping_verdict
 from cutslots.models.autoencoder import SlotAutoencoder
 from cutslots.models.builders import build_autoencoder
-from cutslots.plots import curve_figure, decomposition_figure, learning_curve_figure, save_figure
+from cutslots.plots import curve_figure, decomposition_figure, figure_image, learning_curve_figure, save_figure
 from cutslots.train.checkpoint import load_checkpoint
+from cutslots.train.logging import takes_images
 from cutslots.train.loop import train
 
 log = logging.getLogger(__name__)
@@ -44,16 +48,29 @@ def _first_items(ds: Dataset, n: int) -> list[dict[str, Any]]:
     return [ds[i] for i in range(min(n, len(ds)))]  # type: ignore[arg-type]
 
 
-def _eval_fn(sets: Mapping[str, Dataset], batch_size: int, max_images: int | None):
-    """Periodic evaluation: ``{"<set>/<metric>": mean}`` (logged as ``eval/<set>/<metric>``)."""
+def _shown_images(name: str, ds: Dataset) -> torch.Tensor:
+    """The images a decomposition figure of evaluation set ``name`` shows: its first 4."""
+    shown = _first_items(ds, 4)
+    if not shown:
+        raise ValueError(f"evaluation set {name!r} is empty (check data.root, the variant and data.num_eval)")
+    return torch.stack([item["image"] for item in shown])
 
-    def run(model: torch.nn.Module, step: int) -> dict[str, float]:
+
+def _eval_fn(sets: Mapping[str, Dataset], batch_size: int, max_images: int | None, figures: bool):
+    """Periodic evaluation: ``{"<set>/<metric>": mean}`` and, with ``figures``, the
+    ``"<set>/decomposition"`` figure as an image (logged as ``eval/<set>/...``)."""
+    shown = {name: _shown_images(name, ds) for name, ds in sets.items()} if figures else {}
+
+    def run(model: torch.nn.Module, step: int) -> dict[str, float | np.ndarray]:
         device = next(model.parameters()).device
-        scalars = {}
+        logged: dict[str, float | np.ndarray] = {}
         for name, ds in sets.items():
             summary = evaluate(model, ds, batch_size, device, max_images)["summary"]
-            scalars.update({f"{name}/{k}": v["mean"] for k, v in summary.items()})
-        return scalars
+            logged.update({f"{name}/{k}": v["mean"] for k, v in summary.items()})
+            if figures:
+                images = shown[name].to(device)
+                logged[f"{name}/decomposition"] = figure_image(decomposition_figure(images, model(images)))
+        return logged
 
     return run
 
@@ -106,15 +123,12 @@ def final_report(
     metrics: dict[str, Any] = {}
     figures: list[str] = []
     for name, ds in sets.items():
-        shown = _first_items(ds, 4)
-        if not shown:
-            raise ValueError(f"evaluation set {name!r} is empty (check data.root, the variant and data.num_eval)")
+        batch = _shown_images(name, ds).to(device)
         result = evaluate(model, ds, batch_size, device)
         metrics[name] = {"num_images": result["num_images"], **result["summary"]}
         verdict = grouping_verdict(result["summary"])
         if verdict is not None:
             metrics[name]["grouping_verdict"] = verdict
-        batch = torch.stack([item["image"] for item in shown]).to(device)
         with eval_mode(model), torch.no_grad():
             out = model(batch)
         figures.append(str(save_figure(decomposition_figure(batch, out), out_dir / f"decomposition_{name}.png")))
@@ -134,7 +148,8 @@ def run_experiment(config: ExperimentConfig, resume: bool = False, eval_batch_si
     model = build_autoencoder(config.model, config.data.image_size)
     train_set = build_dataset(config.data, "train")
     sets = eval_sets(config.data)
-    periodic = _eval_fn(sets, eval_batch_size, max_images=64) if config.train.eval_every else None
+    figures = takes_images(config.train.loggers)  # drawing them costs a second or two per set
+    periodic = _eval_fn(sets, eval_batch_size, 64, figures) if config.train.eval_every else None
     summary = train(model, train_set, config.train, periodic, resume=resume, experiment=config)
     if not is_main():
         return {"summary": summary}

@@ -14,12 +14,13 @@ Data (``data.dataset``): ``"moving"`` or ``"movi_a"``, built by :mod:`cutslots.d
 ``cutslots train`` runs this experiment for them and ``cutslots eval`` evaluates its checkpoints.
 
 ``run_video_experiment(config)`` trains through :func:`cutslots.train.loop.train`, then writes
-to ``train.out_dir``: ``checkpoint.pt``, ``config.yaml``, ``scalars.csv``, ``metrics.json``,
-``table2.txt`` (the paper's Table 2 layout; a second row scores the grouping masks, tracked
-with the same matchings), ``clip_strip.png`` (Fig. 5: per-track slot reconstructions over time),
-``far_pair.png`` (Fig. 6: frames 5 and 20 matched directly) and ``loss.png``. Clips are run
-through the models by :mod:`cutslots.experiments.inference`, tracked and scored by
-:mod:`cutslots.metrics.tracking`, drawn by :mod:`cutslots.plots`.
+to ``train.out_dir``: ``checkpoint.pt``, ``config.yaml``, the logs of ``train.loggers``
+(``scalars.csv``, TensorBoard, W&B; with ``train.eval_every``, each evaluation's scalars and
+clip strip), ``metrics.json``, ``table2.txt`` (the paper's Table 2 layout; a second row scores
+the grouping masks, tracked with the same matchings), ``clip_strip.png`` (Fig. 5: per-track
+slot reconstructions over time), ``far_pair.png`` (Fig. 6: frames 5 and 20 matched directly)
+and ``loss.png``. Clips are run through the models by :mod:`cutslots.experiments.inference`,
+tracked and scored by :mod:`cutslots.metrics.tracking`, drawn by :mod:`cutslots.plots`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -49,8 +51,9 @@ from cutslots.experiments.inference import (
 from cutslots.metrics import TABLE2_COLUMNS, ArrayLike, evaluate_tracks, summarize
 from cutslots.models.builders import build_video_model
 from cutslots.models.frame_pair import FramePairAutoencoder
-from cutslots.plots import clip_strip_figure, far_pair_figure, save_figure
+from cutslots.plots import clip_strip_figure, far_pair_figure, figure_image, save_figure
 from cutslots.train.checkpoint import load_checkpoint
+from cutslots.train.logging import takes_images
 from cutslots.train.loop import train
 
 log = logging.getLogger(__name__)
@@ -208,11 +211,35 @@ def _check_video_config(config: ExperimentConfig) -> None:
         )
 
 
-def _eval_fn(clips: Dataset | Iterable[Mapping[str, Tensor]], batch_size: int, max_clips: int):
-    def run(model: nn.Module, step: int) -> dict[str, float]:
+def _first_clip(clips: Dataset | Iterable[Mapping[str, Tensor]]) -> Tensor:
+    """The clip the figures show, (T, 3, H, W): the first of the evaluation set."""
+    first = next(iter(_clip_batches(clips, 1)), None)
+    if first is None:
+        raise ValueError("clips: the evaluation set yielded no clips (check data.root and data.num_eval)")
+    return first["video"][0]
+
+
+def _strip_figure(model: nn.Module, video: Tensor, method: str) -> Figure:
+    """Fig. 5 of one clip (T, 3, H, W), tracked by ``model``."""
+    with eval_mode(model):
+        strip = clip_outputs(model, video[None])
+    return clip_strip_figure(video, {k: v[0] for k, v in strip.items()}, method)
+
+
+def _eval_fn(
+    clips: Dataset | Iterable[Mapping[str, Tensor]], batch_size: int, max_clips: int, method: str, figures: bool
+):
+    """Periodic evaluation: ``{"video/<metric>": mean}`` and, with ``figures``, the
+    ``"video/clip_strip"`` figure (titled ``method``) as an image (logged as ``eval/video/...``)."""
+    video = _first_clip(clips) if figures else None
+
+    def run(model: nn.Module, step: int) -> dict[str, float | np.ndarray]:
         device = next(model.parameters()).device
         summary = evaluate_video(model, clips, batch_size, device, max_clips)["summary"]
-        return {f"video/{key}": value["mean"] for key, value in summary.items()}
+        logged: dict[str, float | np.ndarray] = {f"video/{key}": value["mean"] for key, value in summary.items()}
+        if video is not None:
+            logged["video/clip_strip"] = figure_image(_strip_figure(model, video.to(device), method))
+        return logged
 
     return run
 
@@ -263,20 +290,15 @@ def video_report(
     """Evaluate on the clips, write ``metrics.json``, ``table2.txt`` and the figures."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    first = next(iter(_clip_batches(clips, 1)), None)  # the clip shown in the figures
-    if first is None:
-        raise ValueError("clips: the evaluation set yielded no clips (check data.root and data.num_eval)")
-    video = first["video"][0].to(device)
+    video = _first_clip(clips).to(device)
     frames, note = far_pair_frames(video.shape[0])
     if note:
         log.warning("far-apart pair: %s", note)
     result = evaluate_video(model, clips, batch_size, device, max_clips)
     far = evaluate_video(model, clips, batch_size, device, max_clips, frames=frames)
 
-    with eval_mode(model):
-        strip = clip_outputs(model, video[None])
     pair = video[list(frames)]
-    strip_fig = clip_strip_figure(video, {k: v[0] for k, v in strip.items()}, method)
+    strip_fig = _strip_figure(model, video, method)
     far_fig = far_pair_figure(pair, far_pair_outputs(model, pair), frames, note)
     figures = [save_figure(strip_fig, out_dir / "clip_strip.png"), save_figure(far_fig, out_dir / "far_pair.png")]
     figures += training_curves(out_dir)
@@ -312,7 +334,9 @@ def run_video_experiment(config: ExperimentConfig, resume: bool = False, eval_ba
     unit = training_unit(model)
     train_set = build_video_dataset(config.data, "train", unit)
     clips = build_video_dataset(config.data, "eval", "clips")
-    periodic = _eval_fn(clips, eval_batch_size, max_clips=16) if config.train.eval_every else None
+    method = METHOD_NAMES[config.model.grouping.kind]
+    figures = takes_images(config.train.loggers)  # drawing the strip costs a second or two
+    periodic = _eval_fn(clips, eval_batch_size, 16, method, figures) if config.train.eval_every else None
     summary = train(
         model, train_set, config.train, periodic, resume=resume, experiment=config, input_key=INPUT_KEYS[unit]
     )
@@ -320,9 +344,7 @@ def run_video_experiment(config: ExperimentConfig, resume: bool = False, eval_ba
         return {"summary": summary}
     save_config(config, out_dir / "config.yaml")
     device = next(model.parameters()).device
-    report = video_report(
-        model, clips, out_dir, METHOD_NAMES[config.model.grouping.kind], eval_batch_size, device, config.data.num_eval
-    )
+    report = video_report(model, clips, out_dir, method, eval_batch_size, device, config.data.num_eval)
     report["summary"] = summary
     return report
 

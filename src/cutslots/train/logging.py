@@ -1,23 +1,39 @@
-"""Run logging: a long-format CSV of scalars, TensorBoard, and a tqdm progress bar.
+"""Run logging through one small interface, :class:`Logger`: scalars and images per step.
 
-Both loggers are resume-safe: a run resumed from a checkpoint at step ``s`` first drops whatever
-was logged after ``s`` by the interrupted run (those steps are about to be redone), so every step
-appears exactly once.
+Backends (``train.loggers``): ``csv`` (a long-format ``scalars.csv``; it keeps no images: the
+run's figures are its PNGs), ``tensorboard`` (``tb/``: scalars, images, the config as hparams)
+and ``wandb`` (Weights & Biases: scalars, images, the config; the optional ``[wandb]`` extra).
+:class:`RunLogger` sends everything to the chosen ones.
+
+All are resume-safe: a run resumed from a checkpoint at step ``s`` first drops whatever the CSV
+and TensorBoard hold after ``s`` (those steps are about to be redone), so every step appears
+once. W&B cannot drop steps: a resumed W&B run continues the same run id and W&B ignores
+the redone steps, which an exact resume (see :mod:`cutslots.train.loop`) makes identical anyway.
 """
 
 from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, Protocol, get_args
 
+import numpy as np
 from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
+from torch.utils.tensorboard.summary import hparams
 
-__all__ = ["CsvLogger", "RunLogger", "progress_bar"]
+from cutslots.config.experiment import LoggerName
 
+__all__ = ["LOGGERS", "CsvLogger", "Logger", "RunLogger", "TensorBoardLogger", "WandbLogger", "takes_images"]
+
+LOGGERS: tuple[str, ...] = get_args(LoggerName)  # csv, tensorboard, wandb
 _HEADER = ["step", "name", "value"]
+
+
+def takes_images(loggers: Sequence[str]) -> bool:
+    """Whether any of ``loggers`` keeps images (the CSV does not), so they are worth drawing."""
+    return any(kind in ("tensorboard", "wandb") for kind in loggers)
 
 
 def _check_scalars(step: int, scalars: Mapping[str, float]) -> None:
@@ -28,6 +44,25 @@ def _check_scalars(step: int, scalars: Mapping[str, float]) -> None:
             raise ValueError(f"scalar name: expected a non-empty string, got {name!r}")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"scalar {name!r}: expected a real number, got {type(value).__name__}")
+
+
+def _check_images(step: int, images: Mapping[str, np.ndarray]) -> None:
+    _check_scalars(step, {})
+    for name, image in images.items():
+        if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
+            got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+            raise TypeError(f"image {name!r}: expected an (H, W, 3) uint8 RGB array, got {got}")
+
+
+class Logger(Protocol):
+    """A logging backend. ``images`` are (H, W, 3) uint8 RGB arrays (e.g. from
+    :func:`cutslots.plots.figure_image`)."""
+
+    def log(self, step: int, scalars: Mapping[str, float]) -> None: ...
+
+    def log_images(self, step: int, images: Mapping[str, np.ndarray]) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class CsvLogger:
@@ -72,39 +107,143 @@ class CsvLogger:
         self._writer.writerows([step, name, repr(float(v))] for name, v in scalars.items())
         self._file.flush()
 
+    def log_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
+        """Images have no place in a CSV."""
+
     def close(self) -> None:
         self._file.close()
 
 
+def _flat_hparams(config: Mapping[str, Any], prefix: str = "") -> dict[str, float | int | str]:
+    """A nested config as TensorBoard hparams: dotted keys; numbers stay numbers, anything
+    else (bools, None, lists) becomes its text, which TensorBoard shows as written."""
+    flat: dict[str, float | int | str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flat_hparams(value, f"{name}."))
+        elif isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            flat[name] = value
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+class TensorBoardLogger:
+    """Scalars and images in the event files of ``log_dir``; ``config`` (a nested mapping, e.g.
+    :func:`cutslots.config.to_dict` of the experiment) as hparams, beside the training loss."""
+
+    def __init__(self, log_dir: str | os.PathLike[str], start_step: int = 0, config: Mapping[str, Any] | None = None):
+        # purge_step hides events the interrupted run wrote after the checkpoint.
+        self.writer = SummaryWriter(str(log_dir), purge_step=start_step + 1 if start_step > 0 else None)
+        if config is not None:
+            # The hparams plugin's experiment and session records, in this run's own event file
+            # (SummaryWriter.add_hparams would make a separate run in a subfolder).
+            experiment, session_start, _ = hparams(_flat_hparams(config), {"train/loss": 0.0})
+            events = self.writer._get_file_writer()  # what add_hparams writes through, too
+            events.add_summary(experiment)
+            events.add_summary(session_start)
+            self.writer.flush()
+
+    def log(self, step: int, scalars: Mapping[str, float]) -> None:
+        for name, value in scalars.items():
+            self.writer.add_scalar(name, value, step)
+        self.writer.flush()
+
+    def log_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
+        for name, image in images.items():
+            self.writer.add_image(name, image, step, dataformats="HWC")
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class WandbLogger:
+    """A Weights & Biases run: scalars, images and ``config``, named ``name``.
+
+    W&B's environment variables apply (``WANDB_MODE=offline``, ``WANDB_PROJECT``,
+    ``WANDB_DIR``, ...); without them the project is ``cutslots`` and the run's files go to
+    ``<out_dir>/wandb``. The run id is kept in ``<out_dir>/wandb_id``, so a resumed training
+    (``start_step > 0``) continues the same W&B run.
+    """
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike[str],
+        start_step: int = 0,
+        config: Mapping[str, Any] | None = None,
+        name: str | None = None,
+    ) -> None:
+        try:
+            import wandb
+        except ImportError:
+            raise ValueError("train.loggers: 'wandb' needs the wandb package: pip install 'cutslots[wandb]'") from None
+        self._wandb = wandb
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        id_path = out_dir / "wandb_id"
+        resumed = start_step > 0 and id_path.is_file()
+        self.run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT", "cutslots"),
+            dir=os.environ.get("WANDB_DIR", str(out_dir)),
+            name=name,
+            id=id_path.read_text(encoding="utf-8").strip() if resumed else None,  # None: a new id
+            resume="allow",
+            config=dict(config or {}),
+        )
+        id_path.write_text(self.run.id + "\n", encoding="utf-8")
+
+    def log(self, step: int, scalars: Mapping[str, float]) -> None:
+        self.run.log(dict(scalars), step=step)
+
+    def log_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
+        self.run.log({name: self._wandb.Image(image) for name, image in images.items()}, step=step)
+
+    def close(self) -> None:
+        self.run.finish()
+
+
 class RunLogger:
-    """CSV (``<out_dir>/scalars.csv``) plus TensorBoard (``<out_dir>/tb``), or nothing at all.
+    """The backends named in ``loggers`` (see :data:`LOGGERS`), all fed the same scalars and
+    images: ``<out_dir>/scalars.csv``, ``<out_dir>/tb`` and a W&B run; ``config`` (the
+    experiment as a nested mapping) goes to TensorBoard's hparams and W&B's run config.
 
     ``enabled=False`` (every DDP rank but 0) makes all methods no-ops and touches no file.
     """
 
-    def __init__(self, out_dir: str | os.PathLike[str], start_step: int = 0, enabled: bool = True) -> None:
-        self.enabled = enabled
+    def __init__(
+        self,
+        out_dir: str | os.PathLike[str],
+        start_step: int = 0,
+        enabled: bool = True,
+        loggers: Sequence[str] = ("csv", "tensorboard"),
+        config: Mapping[str, Any] | None = None,
+        name: str | None = None,
+    ) -> None:
+        if isinstance(loggers, str) or any(kind not in LOGGERS for kind in loggers):
+            raise ValueError(f"loggers: expected a list of {', '.join(LOGGERS)}, got {loggers!r}")
+        self.backends: list[Logger] = []
         if not enabled:
             return
         out_dir = Path(out_dir)
-        self.csv = CsvLogger(out_dir / "scalars.csv", start_step)
-        # purge_step hides events the interrupted run wrote after the checkpoint.
-        self.tb = SummaryWriter(str(out_dir / "tb"), purge_step=start_step + 1 if start_step > 0 else None)
+        if "wandb" in loggers:  # first: without the wandb package, fail before writing any file
+            self.backends.append(WandbLogger(out_dir, start_step, config, name))
+        if "csv" in loggers:
+            self.backends.append(CsvLogger(out_dir / "scalars.csv", start_step))
+        if "tensorboard" in loggers:
+            self.backends.append(TensorBoardLogger(out_dir / "tb", start_step, config))
 
     def log(self, step: int, scalars: Mapping[str, float]) -> None:
-        if not self.enabled:
-            return
-        self.csv.log(step, scalars)
-        for name, value in scalars.items():
-            self.tb.add_scalar(name, value, step)
-        self.tb.flush()
+        _check_scalars(step, scalars)
+        for backend in self.backends:
+            backend.log(step, scalars)
+
+    def log_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
+        _check_images(step, images)
+        for backend in self.backends:
+            backend.log_images(step, images)
 
     def close(self) -> None:
-        if self.enabled:
-            self.csv.close()
-            self.tb.close()
-
-
-def progress_bar(total: int, initial: int = 0, enabled: bool = True) -> tqdm:
-    """A tqdm bar over training steps, starting at ``initial`` when resuming."""
-    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True, desc="train")
+        for backend in self.backends:
+            backend.close()

@@ -47,7 +47,8 @@ from cutslots.train.distributed import (
     setup_distributed,
     wrap_model,
 )
-from cutslots.train.logging import RunLogger, progress_bar
+from cutslots.train.logging import RunLogger
+from cutslots.train.progress import progress_bar
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -62,8 +63,9 @@ __all__ = [
 ]
 
 
-# eval_fn(model, step) -> {metric name: value}; runs on rank 0 in eval mode under no_grad.
-EvalFn = Callable[[nn.Module, int], Mapping[str, float]]
+# eval_fn(model, step) -> {name: a number, or an image as an (H, W, 3) uint8 RGB array (e.g.
+# cutslots.plots.figure_image)}; runs on rank 0 in eval mode under no_grad.
+EvalFn = Callable[[nn.Module, int], Mapping[str, float | np.ndarray]]
 
 # Train-config keys that shape the trajectory: a resume must not change them.
 _TRAJECTORY_KEYS = ("batch_size", "optimizer", "decay_rate", "decay_steps", "warmup_steps", "grad_clip", "seed")
@@ -247,12 +249,14 @@ def train(
     batches already consumed.
 
     Writes ``<out_dir>/checkpoint.pt`` every ``checkpoint_every`` steps, at the end and on
-    SIGINT/SIGTERM (after finishing the current step), plus ``scalars.csv`` and TensorBoard
-    logs every ``log_every`` steps. ``resume=True`` continues from that checkpoint; without it
-    an existing checkpoint is an error rather than being overwritten. ``experiment`` (the full
-    config) is stored in the checkpoint when given. Under torchrun, trains with DDP: the global
-    ``batch_size`` is split over ranks and only rank 0 writes files; the process group is
-    joined on the first call and kept until the process exits.
+    SIGINT/SIGTERM (after finishing the current step), and logs the training scalars every
+    ``log_every`` steps and ``eval_fn``'s scalars and images every ``eval_every`` steps to
+    the backends of ``loggers`` (:mod:`cutslots.train.logging`). ``resume=True`` continues
+    from that checkpoint; without it an existing checkpoint is an error rather than being
+    overwritten. ``experiment`` (the full config) is stored in the checkpoint when given.
+    Under torchrun, trains with DDP: the global ``batch_size`` is split over ranks and only
+    rank 0 writes files; the process group is joined on the first call and kept until the
+    process exits.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config: expected TrainConfig, got {type(config).__name__}")
@@ -486,8 +490,15 @@ def _run(
 ) -> TrainSummary:
     run, loader = _setup(model, dataset, config, resume, experiment, ctx, device)
     at = run.at
-    logger = RunLogger(Path(config.out_dir), at.start_step, enabled=ctx.is_main)
-    bar = progress_bar(config.steps, at.start_step, enabled=ctx.is_main)
+    logger = RunLogger(
+        Path(config.out_dir),
+        at.start_step,
+        enabled=ctx.is_main,
+        loggers=config.loggers,
+        config=run.saved_config,
+        name=run.saved_config.get("name"),
+    )
+    bar = progress_bar(config.steps, at.start_step, enabled=ctx.is_main, every_s=config.progress_every_s)
     metrics: dict[str, float] = {}
     interrupted = False
     try:
@@ -495,13 +506,15 @@ def _run(
             batches = iter(loader) if run.sampler is not None else _Stream(loader, at.consumed)
             while at.step < config.steps:
                 lr, grad_norm = run.step(batches, input_key)
-                bar.update(1)
-                scalars = _scalars(at, config, ctx, device, lr, grad_norm, eval_fn, model)
+                scalars, images = _logged(at, config, ctx, device, lr, grad_norm, eval_fn, model)
                 if scalars:
                     logger.log(at.step, scalars)
                     metrics.update(scalars)
                     if "train/loss" in scalars:
                         bar.set_postfix(loss=f"{scalars['train/loss']:.4g}")
+                if images:
+                    logger.log_images(at.step, images)
+                bar.update(1)  # after the postfix: a progress line shows this step's loss
                 interrupted = any_rank(stop.requested, ctx, device)
                 if (
                     interrupted
@@ -523,7 +536,7 @@ def _run(
     )
 
 
-def _scalars(
+def _logged(
     at: _Position,
     config: TrainConfig,
     ctx: DistContext,
@@ -532,10 +545,12 @@ def _scalars(
     grad_norm: float,
     eval_fn: EvalFn | None,
     model: nn.Module,
-) -> dict[str, float]:
-    """What to log after this step: the training scalars every ``log_every`` steps (the loss
-    averaged over the window and the ranks), the evaluation every ``eval_every`` (rank 0)."""
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """What to log after this step, as (scalars, images): the training scalars every
+    ``log_every`` steps (the loss averaged over the window and the ranks), the evaluation
+    every ``eval_every`` (rank 0)."""
     scalars: dict[str, float] = {}
+    images: dict[str, np.ndarray] = {}
     if at.step % config.log_every == 0 or at.step == config.steps:
         scalars = {
             "train/loss": all_reduce_mean(sum(at.window) / len(at.window), ctx, device),
@@ -545,12 +560,14 @@ def _scalars(
         }
         at.window.clear()
     if eval_fn is not None and config.eval_every and at.step % config.eval_every == 0 and ctx.is_main:
-        scalars.update(_evaluate(eval_fn, model, at.step))
-    return scalars
+        evaluated, images = _evaluate(eval_fn, model, at.step)
+        scalars.update(evaluated)
+    return scalars, images
 
 
-def _evaluate(eval_fn: EvalFn, model: nn.Module, step: int) -> dict[str, float]:
-    """Run ``eval_fn`` in eval mode without grads, leaving the training RNG streams untouched."""
+def _evaluate(eval_fn: EvalFn, model: nn.Module, step: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Run ``eval_fn`` in eval mode without grads, leaving the training RNG streams untouched:
+    its (scalars, images) under ``eval/<name>``."""
     rng = capture_rng_state()  # evaluation randomness must not shift the training trajectory
     try:
         with eval_mode(model), torch.no_grad():
@@ -559,10 +576,13 @@ def _evaluate(eval_fn: EvalFn, model: nn.Module, step: int) -> dict[str, float]:
         restore_rng_state(rng)
     if not isinstance(result, Mapping):
         raise TypeError(f"eval_fn: expected a mapping of metric name -> number, got {type(result).__name__}")
-    scalars = {}
+    scalars, images = {}, {}
     for name, value in result.items():
+        if isinstance(value, np.ndarray) and value.ndim == 3:
+            images[f"eval/{name}"] = value  # checked by the logger: (H, W, 3) uint8
+            continue
         try:
             scalars[f"eval/{name}"] = float(value)
         except (TypeError, ValueError):
-            raise TypeError(f"eval_fn: metric {name!r} is not a number: {value!r}") from None
-    return scalars
+            raise TypeError(f"eval_fn: {name!r} is neither a number nor an (H, W, 3) image: {value!r}") from None
+    return scalars, images
