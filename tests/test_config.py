@@ -93,6 +93,7 @@ def test_minimal_file_gives_documented_defaults(tmp_path: Path) -> None:
     assert (cfg.model.encoder.kind, cfg.model.decoder.broadcast) == ("cnn", 8)
     assert (cfg.data.dataset, cfg.data.image_size) == ("synthetic", 128)
     assert (cfg.train.optimizer.lr, cfg.train.decay_rate, cfg.train.decay_steps) == (4e-4, 0.5, 100_000)
+    assert (cfg.train.precision, cfg.train.accumulate) == ("fp32", 1)
 
 
 def test_groupings_carry_only_their_own_keys(tmp_path: Path) -> None:
@@ -154,6 +155,10 @@ def test_overrides_use_yaml_scalar_semantics(tmp_path: Path) -> None:
         ("train:\n  batch_size: 0\n", "train.batch_size", "greater than or equal to 1, got int 0"),
         ("train:\n  decay_rate: 1.5\n", "train.decay_rate", "less than or equal to 1"),
         ("train:\n  device: gpu\n", "train.device", "'cuda:N'"),
+        ("train:\n  precision: fp8\n", "train.precision", "'fp32', 'bf16' or 'fp16', got str 'fp8'"),
+        ("train:\n  precision: 16\n", "train.precision", "got int 16"),
+        ("train:\n  accumulate: 0\n", "train.accumulate", "greater than or equal to 1, got int 0"),
+        ("train:\n  accumulate: 1.5\n", "train.accumulate", "valid integer, got float 1.5"),
         ("train:\n  optimizer:\n    betas: [0.9]\n", "train.optimizer.betas", "[beta1, beta2]"),
         ("train:\n  lr: .nan\n", "train.optimizer.lr", "finite number"),
         ("data:\n  dataset: clevrtex\n", "data.root", "required"),

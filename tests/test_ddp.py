@@ -59,17 +59,19 @@ def torchrun(*args: str) -> None:
     assert proc.returncode == 0, stderr[-8000:]
 
 
-def test_two_ranks_equal_one_process_with_the_global_batch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_two_ranks_equal_one_process_with_the_global_batch(tmp_path: Path, accumulate: int) -> None:
     steps, batch = 5, 8  # global batch 8: 4 per rank under DDP
     ddp_dir = tmp_path / "ddp"
     # 3 steps, then a resumed run to 5: also checks that each rank continues its own shard.
-    torchrun(str(ddp_dir), str(steps), str(batch), "3")
+    # With accumulate 2, each step's first micro-batch runs under no_sync.
+    torchrun(str(ddp_dir), str(steps), str(batch), "3", str(accumulate))
 
     # Oracle: the same script in this single process; the sampler gives it the union of the
     # two ranks' samples each step, and the loss is a batch mean, so DDP's gradient average
     # equals its gradient up to float rounding.
     single_dir = tmp_path / "single"
-    tiny_training.main(str(single_dir), steps, batch)
+    tiny_training.main(str(single_dir), steps, batch, accumulate=accumulate)
 
     rank0 = torch.load(ddp_dir / "params_rank0.pt")
     rank1 = torch.load(ddp_dir / "params_rank1.pt")
@@ -88,4 +90,5 @@ def test_two_ranks_equal_one_process_with_the_global_batch(tmp_path: Path) -> No
     assert len(counts) == 4 * steps and set(counts.values()) == {1}  # loss, lr, grad_norm, seconds
     ckpt = load_checkpoint(ddp_dir / "checkpoint.pt", tiny_training.TinyAutoencoder())
     assert ckpt.step == steps and len(ckpt.rng_states) == 2
-    assert ckpt.extra["sampler"] == {"seed": 0, "size": 24, "world_size": 2, "consumed": steps * batch // 2}
+    consumed = steps * accumulate * batch // 2  # per rank, micro-batches included
+    assert ckpt.extra["sampler"] == {"seed": 0, "size": 24, "world_size": 2, "consumed": consumed}

@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 
 from cutslots.config import ExperimentConfig, ModelConfig, TrainConfig
+from cutslots.models.builders import build_autoencoder
 from cutslots.train import checkpoint as ckpt_module
 from cutslots.train.checkpoint import load_checkpoint, save_checkpoint
 from cutslots.train.distributed import InfiniteSampler
@@ -423,6 +424,107 @@ def test_bad_runs_fail_clearly(tmp_path: Path) -> None:
         train(nn.Linear(2, 2), TinyScenes(), config(tmp_path / "z"))
     with pytest.raises(TypeError, match="TrainConfig"):
         train(fresh_model(), TinyScenes(), {"steps": 2})  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- mixed precision and accumulation
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_and_resumes_exactly(
+    tmp_path: Path, reference: tuple[dict, Path], precision: str
+) -> None:
+    start = params(fresh_model())
+    whole = fresh_model()
+    summary = train(whole, TinyScenes(), config(tmp_path / "whole", precision=precision))
+    assert np.isfinite(summary.metrics["train/loss"])
+    for name, value in params(whole).items():
+        assert not torch.equal(value, start[name]), name  # trained
+        assert not torch.equal(value, reference[0][name]), name  # and not as in float32: autocast ran
+    first = fresh_model()
+    train(first, TinyScenes(), config(tmp_path / "split", steps=4, precision=precision))
+    saved = load_checkpoint(tmp_path / "split" / "checkpoint.pt", fresh_model()).extra
+    assert ("grad_scaler" in saved) == (precision == "fp16")  # fp16's loss scale resumes too
+    resumed = fresh_model()
+    summary = train(resumed, TinyScenes(), config(tmp_path / "split", precision=precision), resume=True)
+    assert (summary.start_step, summary.step) == (4, 8)
+    assert_bitwise_equal(params(resumed), params(whole))
+
+
+@pytest.mark.parametrize("grouping", ["cut", "random_walker"])
+def test_bf16_trains_a_qp_model_and_resumes_exactly(tmp_path: Path, grouping: str) -> None:
+    # A real model at 16 px: the grouping's QP layer solves in float32 inside the autocast region.
+    def model() -> nn.Module:
+        torch.manual_seed(0)
+        small = {"encoder": {"channels": 8}, "decoder": {"channels": 8, "broadcast": 8}}
+        return build_autoencoder(ModelConfig(num_slots=3, slot_dim=8, grouping={"kind": grouping}, **small), 16)
+
+    scenes, start = TinyScenes(size=16), params(model())
+    whole = model()
+    summary = train(whole, scenes, config(tmp_path / "whole", steps=4, precision="bf16"))
+    assert np.isfinite(summary.metrics["train/loss"])
+    assert any(not torch.equal(v, start[k]) for k, v in params(whole).items() if k.startswith("grouping."))
+    train(model(), scenes, config(tmp_path / "split", steps=2, precision="bf16"))
+    resumed = model()
+    train(resumed, scenes, config(tmp_path / "split", steps=4, precision="bf16"), resume=True)
+    assert_bitwise_equal(params(resumed), params(whole))
+
+
+class DoubleScenes(TinyScenes):
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        item = super().__getitem__(i)
+        return {**item, "image": item["image"].double()}
+
+
+def test_accumulating_two_micro_batches_equals_one_double_batch(tmp_path: Path) -> None:
+    # float64 and no noise (its draws depend on the batch shape): the runs differ only by
+    # rounding. TinyAutoencoder has no batch-coupled layer (no BatchNorm), so the gradient of
+    # a mean loss over 2B items is the mean of the two B-item gradients: the 1/n scaling.
+    # Adam is blind to a gradient's scale, so the logged gradient norm checks the scaling.
+    runs = {}
+    for name, batch_size, accumulate in (("big", 8, 1), ("micro", 4, 2)):
+        model = fresh_model(noise=0.0).double()
+        cfg = config(tmp_path / name, batch_size=batch_size, accumulate=accumulate, log_every=1, grad_clip=None)
+        summary = train(model, DoubleScenes(), cfg)
+        assert summary.step == 8  # optimiser steps, not micro-batches
+        runs[name] = params(model), read_csv(tmp_path / name / "scalars.csv")
+    (big, big_log), (micro, micro_log) = runs["big"], runs["micro"]
+    for k in big:
+        torch.testing.assert_close(micro[k], big[k], rtol=1e-10, atol=1e-12)
+    assert [r[:2] for r in micro_log] == [r[:2] for r in big_log]  # the same steps and scalars
+    for m, b in zip(micro_log[1:], big_log[1:]):
+        if m[1] in ("train/loss", "train/grad_norm", "train/lr"):
+            assert float(m[2]) == pytest.approx(float(b[2]), rel=1e-10), m
+
+
+def test_accumulation_resumes_exactly(tmp_path: Path) -> None:
+    straight = fresh_model()
+    train(straight, TinyScenes(), config(tmp_path / "a", accumulate=3))
+    first = fresh_model()
+    train(first, TinyScenes(), config(tmp_path / "b", steps=4, accumulate=3))
+    resumed = fresh_model()
+    train(resumed, TinyScenes(), config(tmp_path / "b", accumulate=3), resume=True)
+    assert_bitwise_equal(params(resumed), params(straight))
+    # A stream counts the micro-batches it consumed: 3 steps of 2 batches.
+    stream = fresh_model()
+    train(stream, StreamedScenes(), config(tmp_path / "c", accumulate=2))
+    first = fresh_model()
+    train(first, StreamedScenes(), config(tmp_path / "d", steps=3, accumulate=2))
+    assert load_checkpoint(tmp_path / "d" / "checkpoint.pt", fresh_model()).extra["stream_batches"] == 6
+    resumed = fresh_model()
+    train(resumed, StreamedScenes(), config(tmp_path / "d", accumulate=2), resume=True)
+    assert_bitwise_equal(params(resumed), params(stream))
+
+
+def test_precision_and_accumulate_errors_name_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    train(fresh_model(), TinyScenes(), config(tmp_path, steps=2))
+    with pytest.raises(ValueError, match=r"precision \('fp32' -> 'bf16'\)"):
+        train(fresh_model(), TinyScenes(), config(tmp_path, precision="bf16"), resume=True)
+    with pytest.raises(ValueError, match=r"accumulate \(1 -> 2\)"):
+        train(fresh_model(), TinyScenes(), config(tmp_path, accumulate=2), resume=True)
+    # A dtype the device's autocast lacks (torch then warns and turns autocast off).
+    monkeypatch.setattr(torch, "is_autocast_enabled", lambda device_type: False)
+    with pytest.raises(ValueError, match=r"precision: 'fp16' is not supported by torch.autocast on cpu"):
+        train(fresh_model(), TinyScenes(), config(tmp_path / "x", precision="fp16"))
 
 
 # ---------------------------------------------------------------- streams and other inputs

@@ -1,12 +1,13 @@
 """A tiny model and dataset honouring the autoencoder/dataset contract, for training tests.
 
-Run as a script (``python tiny_training.py OUT_DIR STEPS BATCH [STOP]``, directly or under
-torchrun) it trains the tiny model with ``cutslots.train.loop.train`` (to step STOP first, then
-resumed from that checkpoint in a fresh model, when STOP is given) and saves this rank's final
-parameters to ``OUT_DIR/params_rank{RANK}.pt``. As a script it arms a watchdog: a process
-still running after ``WATCHDOG_S`` seconds prints every thread's stack to stderr and exits, so
-a hung rank reports where it hangs instead of outliving the test (torchrun starts each rank in
-its own session, out of reach of a kill aimed at torchrun's process group).
+Run as a script (``python tiny_training.py OUT_DIR STEPS BATCH [STOP [ACCUMULATE]]``, directly or
+under torchrun) it trains the tiny model with ``cutslots.train.loop.train`` (to step STOP first,
+then resumed from that checkpoint in a fresh model, when STOP is given; ACCUMULATE micro-batches
+of BATCH per step) and saves this rank's final parameters to ``OUT_DIR/params_rank{RANK}.pt``.
+As a script it arms a watchdog: a process still running after ``WATCHDOG_S`` seconds prints
+every thread's stack to stderr and exits, so a hung rank reports where it hangs instead of
+outliving the test (torchrun starts each rank in its own session, out of reach of a kill aimed
+at torchrun's process group).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class TinyScenes(Dataset):
         return {"image": torch.from_numpy(self.images[i]), "mask": torch.from_numpy(self.masks[i])}
 
 
-def main(out_dir: str, steps: int, batch_size: int, stop: int | None = None) -> None:
+def main(out_dir: str, steps: int, batch_size: int, stop: int | None = None, accumulate: int = 1) -> None:
     from cutslots.config import TrainConfig
     from cutslots.train.loop import train
 
@@ -83,6 +84,7 @@ def main(out_dir: str, steps: int, batch_size: int, stop: int | None = None) -> 
         checkpoint_every=None,
         out_dir=out_dir,
         device="cpu",
+        accumulate=accumulate,
     )
     for run_steps, resume in [(stop, False), (steps, True)] if stop else [(steps, False)]:
         torch.manual_seed(0)
@@ -96,4 +98,5 @@ def main(out_dir: str, steps: int, batch_size: int, stop: int | None = None) -> 
 
 if __name__ == "__main__":
     faulthandler.dump_traceback_later(WATCHDOG_S, exit=True)
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else None)
+    stop = int(sys.argv[4]) if len(sys.argv) > 4 else None
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), stop, int(sys.argv[5]) if len(sys.argv) > 5 else 1)

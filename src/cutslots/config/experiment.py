@@ -231,6 +231,10 @@ class TrainConfig(Section):
     out_dir: Annotated[str, Field(min_length=1)] = "runs/default"
     num_workers: Annotated[int, Field(ge=0)] = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+    # Forward pass under torch.autocast in this dtype (the QP layers still solve in float32);
+    # fp16 adds a GradScaler. See cutslots.train.precision.
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    accumulate: PositiveInt = 1  # micro-batches of batch_size per optimiser step (gradients summed)
 
     @field_validator("loggers")
     @classmethod

@@ -5,6 +5,8 @@
 - :class:`MatchingQP`: relaxed bipartite matching (paper §3.2, App. C).
 - :class:`RandomWalkerQP`: K-way random-walker diffusion on a weighted grid (batched PCG or
   a sparse factorization per image).
+
+Inside ``torch.autocast`` every layer solves in float32 and casts back (:mod:`cutslots.qp.autocast`).
 """
 
 from cutslots.qp.cut import CutSolution, GridCutQP

@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from cutslots.qp.autocast import float32_under_autocast
 from cutslots.qp.cut_closed_form import solve_grid_cut_closed_form
 from cutslots.qp.equality_qp import EqualityQP, check_float_tensor, check_gamma
 from cutslots.qp.factor import Backend
@@ -58,6 +59,11 @@ class CutSolution:
             self._d = self._d()
         return self._d
 
+    def to(self, dtype: torch.dtype) -> CutSolution:
+        """The solution cast to ``dtype`` (differentiably); a lazy ``d`` stays lazy."""
+        d = self._d.to(dtype) if isinstance(self._d, torch.Tensor) else lambda: self.d.to(dtype)
+        return CutSolution(self.p.to(dtype), self.p_s.to(dtype), self.p_t.to(dtype), d)
+
 
 class GridCutQP(torch.nn.Module):
     """Relaxed s-t cut on an ``H x W`` grid: ``weights: (B, 6, H, W) -> CutSolution``.
@@ -71,6 +77,9 @@ class GridCutQP(torch.nn.Module):
         engine: ``"closed_form"``, ``"sparse"`` or ``"auto"`` (closed form when the form allows).
         backend: passed to the sparse engine's factorization.
         cache_dir: passed to the sparse engine's factorization.
+
+    Inside ``torch.autocast`` bfloat16/float16 weights are solved in float32 and the solution
+    cast back to their dtype (:mod:`cutslots.qp.autocast`); outside it they are rejected.
     """
 
     _flat_valid: torch.Tensor  # (E,) flat indices of the grid's valid edge channels (sparse engine)
@@ -109,6 +118,7 @@ class GridCutQP(torch.nn.Module):
             d_cols = self.graph.d_offset() + self.graph.edge_index[valid]
             self.register_buffer("_d_cols", torch.from_numpy(d_cols), persistent=False)
 
+    @float32_under_autocast
     def forward(self, weights: torch.Tensor) -> CutSolution:
         check_float_tensor("weights", weights, (6, self.height, self.width))
         if weights.dim() != 4:

@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from cutslots.qp.autocast import HALF_DTYPES, float32_under_autocast
 from cutslots.qp.factor import (
     Backend,
     CholmodFactor,
@@ -49,11 +50,16 @@ def check_gamma(gamma: float) -> float:
 
 
 def check_float_tensor(name: str, x: Any, trailing: tuple[int | None, ...]) -> torch.Tensor:
-    """Validate a float32/float64 tensor whose last dims match ``trailing`` (None: any)."""
+    """Validate a float32/float64 tensor whose last dims match ``trailing`` (None: any).
+
+    Inside ``torch.autocast`` the layers see float32 copies of half inputs
+    (:mod:`cutslots.qp.autocast`), so a half tensor reaching this check came from outside it.
+    """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"{name} must be float32 or float64, got {x.dtype}")
+        hint = " (bfloat16/float16 only inside torch.autocast, which solves in float32)"
+        raise TypeError(f"{name} must be float32 or float64, got {x.dtype}{hint if x.dtype in HALF_DTYPES else ''}")
     nd = len(trailing)
     if x.dim() < nd or any(t is not None and s != t for s, t in zip(x.shape[-nd:], trailing)):
         want = ", ".join("*" if t is None else str(t) for t in trailing)
@@ -170,6 +176,8 @@ class EqualityQP(torch.nn.Module):
 
     Forward: ``c: (B, n)`` or ``(n,)`` float32/float64 on CPU or CUDA -> ``z`` of the same
     shape, dtype and device. CUDA inputs use CuPy when installed, else the CPU (with a warning).
+    Inside ``torch.autocast`` bfloat16/float16 ``c`` is solved in float32 and ``z`` cast back
+    (:mod:`cutslots.qp.autocast`); outside it half inputs are rejected.
     """
 
     def __init__(
@@ -202,6 +210,7 @@ class EqualityQP(torch.nn.Module):
         self.factorization = fact
         self._solver = _GramSolver(A, b_np, fact)
 
+    @float32_under_autocast
     def forward(self, c: torch.Tensor) -> torch.Tensor:
         check_float_tensor("c", c, (self.num_variables,))
         if c.dim() > 2:

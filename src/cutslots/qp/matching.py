@@ -27,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from cutslots.qp.autocast import float32_under_autocast
 from cutslots.qp.equality_qp import EqualityQP, check_float_tensor
 
 MatchingForm = Literal["perfect", "assignment"]
@@ -62,6 +63,9 @@ class MatchingQP(torch.nn.Module):
         m: size of the second side (default ``n``).
         gamma: regulariser, convention ``1/2 gamma |z|^2`` (the paper's gamma times 2).
         form: ``"perfect"`` (paper eq. 7) or ``"assignment"`` (module docstring).
+
+    Inside ``torch.autocast`` bfloat16/float16 costs are solved in float32 and ``x`` cast back
+    to their dtype (:mod:`cutslots.qp.autocast`); outside it they are rejected.
     """
 
     def __init__(self, n: int, m: int | None = None, *, gamma: float = 1.0, form: MatchingForm = "perfect") -> None:
@@ -72,6 +76,7 @@ class MatchingQP(torch.nn.Module):
         self.qp = EqualityQP(A, b, gamma, backend="scipy", cache_dir=False)
         self.gamma = self.qp.gamma
 
+    @float32_under_autocast
     def forward(self, cost: torch.Tensor) -> torch.Tensor:
         check_float_tensor("cost", cost, (self.n, self.m))
         if cost.dim() != 3:

@@ -40,6 +40,7 @@ import scipy.sparse as sp
 import torch
 from torch.autograd.function import once_differentiable
 
+from cutslots.qp.autocast import float32_under_autocast
 from cutslots.qp.cut_closed_form import dct_matrix, grid_laplacian_eigenvalues
 from cutslots.qp.equality_qp import check_float_tensor
 from cutslots.qp.factor import Backend, CholmodFactor, SuperLUFactor, resolve_backend
@@ -375,7 +376,9 @@ class RandomWalkerQP(torch.nn.Module):
     (float32/float64) and device, with ``sum_k u_k > 0`` at every pixel: a pixel where every
     unary is 0 raises ``ValueError`` (see ``docs/random-walker.md`` for why). Returns
     ``x: (B, K, H, W)``. After each call ``stats`` holds CG's iteration counts and residuals
-    (:class:`RandomWalkerStats`; ``None`` entries for the sparse engine).
+    (:class:`RandomWalkerStats`; ``None`` entries for the sparse engine). Inside ``torch.autocast``
+    bfloat16/float16 inputs are solved in float32 (its default ``tol``) and ``x`` cast back to
+    their dtype (:mod:`cutslots.qp.autocast`); outside it they are rejected.
     """
 
     def __init__(
@@ -416,6 +419,7 @@ class RandomWalkerQP(torch.nn.Module):
         self.max_iter, self.on_nonconvergence, self.backend = max_iter, on_nonconvergence, backend
         self.stats = RandomWalkerStats()
 
+    @float32_under_autocast
     def forward(self, edge_weights: torch.Tensor, unaries: torch.Tensor) -> torch.Tensor:
         diag = _check_inputs(edge_weights, unaries, self.height, self.width)
         if unaries.shape[0] == 0:
@@ -438,7 +442,8 @@ class RandomWalkerQP(torch.nn.Module):
             diag = unaries.sum(1, keepdim=True).detach()  # (B, 1, H, W); its gradient is in dL/du
         solver = _Solver(self, unaries.dtype)
         x: torch.Tensor = _RandomWalkerFunction.apply(edge_weights, unaries, diag, solver, self.stats)
-        solver.check(self.stats.forward, "forward", stacklevel=6)  # past nn.Module's call frames
+        # stacklevel: past nn.Module's call frames and the autocast wrapper, to the caller
+        solver.check(self.stats.forward, "forward", stacklevel=7)
         return x
 
     def extra_repr(self) -> str:

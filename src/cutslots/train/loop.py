@@ -48,6 +48,7 @@ from cutslots.train.distributed import (
     wrap_model,
 )
 from cutslots.train.logging import RunLogger
+from cutslots.train.precision import Precision
 from cutslots.train.progress import progress_bar
 
 __all__ = [
@@ -68,7 +69,17 @@ __all__ = [
 EvalFn = Callable[[nn.Module, int], Mapping[str, float | np.ndarray]]
 
 # Train-config keys that shape the trajectory: a resume must not change them.
-_TRAJECTORY_KEYS = ("batch_size", "optimizer", "decay_rate", "decay_steps", "warmup_steps", "grad_clip", "seed")
+_TRAJECTORY_KEYS = (
+    "batch_size",
+    "optimizer",
+    "decay_rate",
+    "decay_steps",
+    "warmup_steps",
+    "grad_clip",
+    "seed",
+    "precision",
+    "accumulate",
+)
 
 
 @dataclass(frozen=True)
@@ -256,7 +267,8 @@ def train(
     overwritten. ``experiment`` (the full config) is stored in the checkpoint when given.
     Under torchrun, trains with DDP: the global ``batch_size`` is split over ranks and only
     rank 0 writes files; the process group is joined on the first call and kept until the
-    process exits.
+    process exits. ``precision`` and ``accumulate`` (micro-batches of ``batch_size`` per
+    step): :mod:`cutslots.train.precision`.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config: expected TrainConfig, got {type(config).__name__}")
@@ -313,6 +325,7 @@ def _start(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LambdaLR,
+    amp: Precision,
     config: TrainConfig,
     ctx: DistContext,
     size: int | None,
@@ -326,6 +339,7 @@ def _start(
         return _Position(step=0, start_step=0, consumed=0, window=[], clock=0.0), sampler
     ckpt = load_checkpoint(ckpt_path, model, optimizer=optimizer, scheduler=scheduler, restore_rng=True, rank=ctx.rank)
     _check_resume_compatible(ckpt.config, config, ckpt_path)
+    amp.load_state_dict(ckpt.extra.get("grad_scaler"))
     if ckpt.step > config.steps:
         raise ValueError(f"steps: {config.steps} is fewer than the {ckpt.step} steps already done by {ckpt_path}")
     sampler = (
@@ -364,15 +378,8 @@ def _loader(
     )
 
 
-def _update(
-    net: nn.Module,
-    model: nn.Module,
-    images: torch.Tensor,
-    optimizer: torch.optim.Optimizer,
-    grad_clip: float | None,
-    step: int,
-) -> tuple[float, float]:
-    """One optimiser step on ``images``: returns (loss, gradient norm before clipping)."""
+def _loss(net: nn.Module, model: nn.Module, images: torch.Tensor, step: int) -> tuple[torch.Tensor, float]:
+    """The model's loss on ``images`` and its value, checked finite."""
     out = net(images)
     if not isinstance(out, Mapping) or "recon" not in out:
         raise TypeError(f"model: forward must return a dict with 'recon', got {type(out).__name__}")
@@ -382,13 +389,29 @@ def _update(
     loss_value = loss.item()
     if not math.isfinite(loss_value):  # stop before the update corrupts weights
         raise FloatingPointError(f"loss is {loss_value} at step {step + 1}")
+    return loss, loss_value
+
+
+def _update(
+    net: nn.Module,
+    model: nn.Module,
+    next_images: Callable[[], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    grad_clip: float | None,
+    step: int,
+    amp: Precision,
+) -> tuple[float, float]:
+    """One optimiser step on ``amp.accumulate`` micro-batches from ``next_images``: returns
+    (mean loss, gradient norm before clipping)."""
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    loss_value = amp.backward(net, lambda: _loss(net, model, next_images(), step))
+    amp.scaler.unscale_(optimizer)  # fp16: clipping and the logged norm see the true gradients
     if grad_clip is not None:
         grad_norm = nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     else:
         grad_norm = nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
-    optimizer.step()
+    amp.scaler.step(optimizer)  # optimizer.step(), skipped by fp16 when the gradients overflowed
+    amp.scaler.update()
     return loss_value, float(grad_norm)
 
 
@@ -407,14 +430,22 @@ class _Run:
     device: torch.device
     ckpt_path: Path
     saved_config: dict[str, Any]
+    amp: Precision
 
     def step(self, batches: Iterator[Any], input_key: str) -> tuple[float, float]:
-        """One optimiser step on the next batch: returns (the lr it used, the gradient norm).
-        Its time, batch loading included, adds to ``at.clock``."""
+        """One optimiser step on the next ``accumulate`` batches: returns (the lr it used, the
+        gradient norm). Its time, batch loading included, adds to ``at.clock``."""
         started = time.perf_counter()
         lr = self.optimizer.param_groups[0]["lr"]
-        images = _inputs(next(batches), input_key, self.device)
-        loss, grad_norm = _update(self.net, self.model, images, self.optimizer, self.config.grad_clip, self.at.step)
+        loss, grad_norm = _update(
+            self.net,
+            self.model,
+            lambda: _inputs(next(batches), input_key, self.device),
+            self.optimizer,
+            self.config.grad_clip,
+            self.at.step,
+            self.amp,
+        )
         self.scheduler.step()
         self.at.step += 1
         self.at.window.append(loss)
@@ -427,10 +458,12 @@ class _Run:
         states = all_gather_objects((capture_rng_state(), list(at.window)), self.ctx)
         if self.ctx.is_main:
             extra: dict[str, Any] = {"loss_windows": [w for _, w in states], "train_seconds": at.clock}
+            if self.amp.state_dict() is not None:
+                extra["grad_scaler"] = self.amp.state_dict()
             if self.sampler is not None:
-                extra["sampler"] = self.sampler.state_dict(at.step * per_rank_batch)
+                extra["sampler"] = self.sampler.state_dict(at.step * self.config.accumulate * per_rank_batch)
             else:
-                extra["stream_batches"] = at.step - at.start_step + at.consumed
+                extra["stream_batches"] = (at.step - at.start_step) * self.config.accumulate + at.consumed
             save_checkpoint(
                 self.ckpt_path,
                 self.model,
@@ -459,7 +492,8 @@ def _setup(
     model.to(device).train()
     optimizer = make_optimizer(model, config.optimizer)
     scheduler = make_scheduler(optimizer, config)
-    at, sampler = _start(ckpt_path, resume, model, optimizer, scheduler, config, ctx, size)
+    amp = Precision(config.precision, config.accumulate, device)
+    at, sampler = _start(ckpt_path, resume, model, optimizer, scheduler, amp, config, ctx, size)
     saved_config = to_dict(experiment) if experiment is not None else {"train": to_dict(config)}
     run = _Run(
         model,
@@ -473,6 +507,7 @@ def _setup(
         device,
         ckpt_path,
         saved_config,
+        amp,
     )
     return run, _loader(dataset, sampler, config, config.batch_size // ctx.world_size, device)
 
