@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cutslots.config import ConfigError
+from cutslots.config import ConfigError, experiment_from_dict, load_experiment, to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -136,3 +136,15 @@ def test_refresh_without_a_checkpoint_names_it(bench, tmp_path):
     raw = bench.run_config("cpu", "shapes", "cut", 0, None, tmp_path, dry=True)
     with pytest.raises(FileNotFoundError, match="checkpoint.pt: no checkpoint"):
         bench.refreshed({"config": raw, "metrics": {}}, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "name, model", [("random_walker_shapes", "random_walker"), ("slot_attention_rw_shapes", "slot_attention_rw")]
+)
+def test_random_walker_configs_are_the_benchmarked_models(bench, name, model):
+    """The shipped YAML of each random-walker grouping is the benchmark's run of that model on
+    ``shapes`` (seed 0), up to its name and run folder."""
+    shipped = load_experiment(ROOT / "configs" / f"{name}.yaml")
+    raw = bench.run_config("cpu", "shapes", model, 0, None, Path(shipped.train.out_dir))
+    raw["name"] = shipped.name
+    assert to_dict(shipped) == to_dict(experiment_from_dict(raw))

@@ -111,6 +111,36 @@ def test_float32_cg_within_the_tolerance_bound(h, w):
     assert err <= 2 * cg_bound(unaries, 1e-4)
 
 
+def test_two_labels_solve_one_and_keep_both_within_tol(monkeypatch):
+    """K = 2 solves one right-hand side per image (forward and adjoint) and derives the other
+    from sum_k x_k = 1; both labels' true residuals (the oracle's matrices) stay below tol,
+    whichever label has the larger norm, and the gradients match the sparse engine's."""
+    gen = torch.Generator().manual_seed(5)
+    h, w, tol = 9, 8, 1e-9
+    weights, unaries = piecewise_weights(4, h, w, 1e2, gen), make_unaries(4, 2, h, w, gen)
+    unaries[0, 0] *= 5  # label 1 has the smaller norm in item 0, label 0 in item 1
+    unaries[1, 1] *= 5
+    widths = []
+    real_pcg = random_walker.pcg
+    monkeypatch.setattr(random_walker, "pcg", lambda *a, **k: widths.append(a[2].shape[1]) or real_pcg(*a, **k))
+    upstream = torch.randn(4, 2, h, w, generator=gen, dtype=F64)
+    grads = []
+    for engine in ENGINES:
+        wt, ut = weights.clone().requires_grad_(True), unaries.clone().requires_grad_(True)
+        x = RandomWalkerQP(h, w, engine=engine, tol=tol)(wt, ut)
+        (x * upstream).sum().backward()
+        grads.append((wt.grad, ut.grad))
+        if engine == "cg":
+            assert widths == [1, 1]  # one label per image, forward and adjoint
+            _, mats = oracle(weights, unaries)
+            for b, A in enumerate(mats):
+                u, xb = unaries[b].reshape(2, -1).numpy(), x[b].detach().reshape(2, -1).numpy()
+                residual = np.linalg.norm(u - (A @ xb.T).T, axis=1) / np.linalg.norm(u, axis=1)
+                assert residual.max() <= tol * (1 + 1e-2)
+    for a, b in zip(*grads):
+        assert ((a - b).abs().max() / b.abs().max()).item() <= 1e-6
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("h,w", [(3, 4), (1, 5)])
 def test_gradcheck(engine, h, w):

@@ -101,15 +101,17 @@ class _Grid:
         self.diag = diag
 
     def matvec(self, x: torch.Tensor) -> torch.Tensor:
-        """``A x`` for ``x: (b, K, H, W)``: the 5-point stencil, each edge's flow added at its
-        tail and subtracted at its head (``L_w x`` at i is ``sum_j w_ij (x_i - x_j)``)."""
+        """``A x`` for ``x: (b, K, H, W)``: the 5-point stencil, each edge's flow
+        ``w_ij (x_i - x_j)`` added at its tail and subtracted at its head. Differences before
+        weights: with weights far above the unaries, ``deg_i x_i - sum_j w_ij x_j`` would lose
+        float32 digits to cancellation (CG's rounding floor measured 2-6x higher at w = 1e4)."""
         y = x * self.diag  # (b, K, H, W)
-        flow = (x[..., :, :-1] - x[..., :, 1:]).mul_(self.right)  # (b, K, H, W-1)
-        y[..., :, :-1] += flow
-        y[..., :, 1:] -= flow
-        flow = (x[..., :-1, :] - x[..., 1:, :]).mul_(self.down)  # (b, K, H-1, W)
-        y[..., :-1, :] += flow
-        y[..., 1:, :] -= flow
+        flow = x[..., :, :-1] - x[..., :, 1:]  # (b, K, H, W-1)
+        y[..., :, :-1].addcmul_(self.right, flow)
+        y[..., :, 1:].addcmul_(self.right, flow, value=-1)
+        flow = x[..., :-1, :] - x[..., 1:, :]  # (b, K, H-1, W)
+        y[..., :-1, :].addcmul_(self.down, flow)
+        y[..., 1:, :].addcmul_(self.down, flow, value=-1)
         return y
 
 
@@ -264,11 +266,43 @@ class _Solver:
         warnings.warn(message, ConvergenceWarning, stacklevel=stacklevel)
 
 
+def _solved_labels(unaries: torch.Tensor) -> torch.Tensor | None:
+    """For K = 2, the label solved per image: the one with the smaller ``||u_k||`` (``(B,)``
+    int64); ``None`` (solve every label) for K != 2.
+
+    ``A 1 = s = u_1 + u_2``, so ``x_2 = 1 - x_1`` and its residual is ``u_2 - A x_2 = -r_1``:
+    solving the label of smaller norm keeps the other's relative residual
+    ``||r_1|| / ||u_2||`` below the solved one's, so ``tol`` holds for both at half the work.
+    For K > 2, deriving one label from the rest would need the others' residuals to sum below
+    its own target, i.e. tighter tolerances and more iterations, which eat the saving."""
+    if unaries.shape[1] != 2:
+        return None
+    norms = torch.linalg.vector_norm(unaries.flatten(2), dim=-1)  # (B, 2)
+    return (norms[:, 1] < norms[:, 0]).long()  # (B,)
+
+
+def _pick(v: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """``v: (b, 2, H, W)``, ``label: (b,)`` -> ``v[i, label[i]]`` as ``(b, 1, H, W)``."""
+    return torch.take_along_dim(v, label.view(-1, 1, 1, 1), dim=1)
+
+
+def _pair(solved: torch.Tensor, other: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """``solved``, ``other``: (b, 1, H, W) -> (b, 2, H, W) with ``solved`` at ``label``."""
+    first = (label == 0).view(-1, 1, 1, 1)
+    return torch.cat([torch.where(first, solved, other), torch.where(first, other, solved)], 1)
+
+
 class _RandomWalkerFunction(torch.autograd.Function):
     """``(w, u) -> x`` solving ``(L_w + diag(s)) x_k = u_k``, chunk by chunk; ``diag: (B, 1, H, W)
     = s`` comes in precomputed and detached (its dependence on ``u`` is in the ``dL/du`` formula).
     The chunks' systems (CG's stencil views, the sparse engine's factors) are kept for the
-    adjoint solve."""
+    adjoint solve.
+
+    K = 2 (every IRLS system) solves one label per image (:func:`_solved_labels`), and so does
+    the adjoint: adding one vector ``g_0`` to both ``g_k`` adds ``mu = A^{-1} g_0`` to both
+    ``lambda_k``, which changes neither ``lambda_l - sum_k lambda_k x_k`` nor
+    ``sum_k (lambda_ki - lambda_kj)(x_ki - x_kj)`` since ``sum_k x_k = 1``; so it solves
+    ``g_solved - g_other`` and takes ``lambda_other = 0``."""
 
     @staticmethod
     def forward(
@@ -280,15 +314,20 @@ class _RandomWalkerFunction(torch.autograd.Function):
         stats: RandomWalkerStats,
     ) -> torch.Tensor:
         B, K, H, W = unaries.shape
+        label = _solved_labels(unaries)
         chunks = _chunks(B, K * H * W, unaries.device)
         systems = [solver.systems(weights[c], diag[c]) for c in chunks]
         x = torch.empty_like(unaries)
         parts = []
         for c, system in zip(chunks, systems):
-            x[c], part = system.solve(unaries[c])
+            if label is None:
+                x[c], part = system.solve(unaries[c])
+            else:
+                solved, part = system.solve(_pick(unaries[c], label[c]))  # (b, 1, H, W)
+                x[c] = _pair(solved, 1 - solved, label[c])
             parts.append(part)
         stats.forward = _batch_stats(parts)
-        ctx.solver, ctx.systems, ctx.chunks, ctx.stats = solver, systems, chunks, stats
+        ctx.solver, ctx.systems, ctx.chunks, ctx.stats, ctx.label = solver, systems, chunks, stats, label
         ctx.save_for_backward(x)
         return x
 
@@ -301,7 +340,13 @@ class _RandomWalkerFunction(torch.autograd.Function):
         grad_u = torch.empty_like(x) if need_u else None
         parts = []
         for c, system in zip(ctx.chunks, ctx.systems):
-            lam, part = system.solve(grad_x[c].contiguous())  # A is symmetric: its own adjoint
+            g = grad_x[c]  # (b, K, H, W)
+            if ctx.label is None:
+                lam, part = system.solve(g.contiguous())  # A is symmetric: its own adjoint
+            else:
+                label = ctx.label[c]
+                solved, part = system.solve(_pick(g, label) - _pick(g, 1 - label))  # (b, 1, H, W)
+                lam = _pair(solved, torch.zeros_like(solved), label)  # (b, 2, H, W)
             parts.append(part)
             _input_gradients(lam, x[c], None if grad_w is None else grad_w[c], None if grad_u is None else grad_u[c])
         ctx.stats.backward = _batch_stats(parts)
