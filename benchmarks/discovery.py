@@ -63,7 +63,7 @@ from cutslots.experiments.evaluation import DISCOVERY_MARGIN, MARGIN_FLOOR, grou
 from cutslots.models.builders import build_autoencoder
 from cutslots.plots import ari_time_figure, save_figure
 from cutslots.train.distributed import context_from_env, resolve_device
-from cutslots.train.loop import make_optimizer
+from cutslots.train.optim import make_optimizer
 
 RESULTS = Path("benchmarks") / "results"
 # Model name -> changes to the demo recipe's cut grouping (``model.grouping``), or another

@@ -24,7 +24,8 @@ from cutslots.models.builders import build_autoencoder
 from cutslots.train import checkpoint as ckpt_module
 from cutslots.train.checkpoint import load_checkpoint, save_checkpoint
 from cutslots.train.distributed import InfiniteSampler
-from cutslots.train.loop import lr_factor, make_scheduler, train
+from cutslots.train.loop import train
+from cutslots.train.optim import lr_factor, make_scheduler
 from tiny_training import TinyAutoencoder, TinyScenes
 
 SRC = Path(__file__).resolve().parents[1] / "src"

@@ -89,8 +89,9 @@ def _recursion(
     rz = _dot(r, z)  # (B, K)
     for step in range(1, budget + 1):
         ap = matvec(p)
-        # alpha = r.z / p.A p; p.A p > 0 on active columns (A SPD, p != 0 while r != 0).
-        alpha = torch.where(active, rz / torch.where(active, _dot(p, ap), 1), 0)  # (B, K)
+        # alpha = r.z / p.A p; p.A p > 0 on active columns (A SPD, p != 0 while r != 0). An
+        # inactive column may divide by 0 (b = 0 has p = 0): where() drops that quotient.
+        alpha = torch.where(active, rz / _dot(p, ap), 0)  # (B, K)
         x.addcmul_(_column(alpha, x), p)
         r.addcmul_(_column(alpha, r), ap, value=-1)
         iterations += active
@@ -99,7 +100,7 @@ def _recursion(
             return step
         z = precondition(r)
         rz_next = _dot(r, z)
-        beta = torch.where(active, rz_next / torch.where(active, rz, 1), 0)  # (B, K)
+        beta = torch.where(active, rz_next / rz, 0)  # (B, K); rz > 0 on active columns, as above
         p.mul_(_column(beta, p)).add_(z)
         rz = rz_next
     return budget

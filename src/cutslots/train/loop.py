@@ -1,4 +1,4 @@
-"""The training loop: the configured optimiser + exponential decay, checkpoints, exact resume, signals, DDP.
+"""The training loop: steps, checkpoints, exact resume, evaluation and logging, DDP.
 
 ``train`` is generic over the model: anything whose ``forward(images)`` returns a mapping with
 ``"recon"`` and that has a ``loss(images, out) -> scalar tensor`` method; and over the dataset:
@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import math
 import random
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType, TracebackType
 from typing import Any
 
 import numpy as np
@@ -27,7 +24,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from cutslots.config import ExperimentConfig, OptimizerConfig, TrainConfig, to_dict, upgrade_legacy, validate
+from cutslots.config import ExperimentConfig, TrainConfig, to_dict, upgrade_legacy, validate
+from cutslots.train.batches import Stream, batch_inputs, make_loader
 from cutslots.train.checkpoint import (
     CHECKPOINT_NAME,
     capture_rng_state,
@@ -48,17 +46,16 @@ from cutslots.train.distributed import (
     wrap_model,
 )
 from cutslots.train.logging import RunLogger
+from cutslots.train.optim import make_optimizer, make_scheduler
 from cutslots.train.precision import Precision
 from cutslots.train.progress import progress_bar
+from cutslots.train.signals import GracefulStop
 
 __all__ = [
     "CHECKPOINT_NAME",
     "EvalFn",
     "TrainSummary",
     "eval_mode",
-    "lr_factor",
-    "make_optimizer",
-    "make_scheduler",
     "seed_everything",
     "train",
 ]
@@ -110,113 +107,6 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         yield model
     finally:
         model.train(was_training)
-
-
-def lr_factor(step: int, *, decay_rate: float, decay_steps: int, warmup_steps: int) -> float:
-    """Multiplier of the base lr for the update at (0-based) ``step``.
-
-    Slot Attention's schedule: ``decay_rate ** (step / decay_steps)``, times a linear warmup
-    ``(step + 1) / warmup_steps`` during the first ``warmup_steps`` updates (the +1 keeps the
-    very first update from having lr 0).
-    """
-    warmup = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
-    return warmup * decay_rate ** (step / decay_steps)
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    """LambdaLR applying :func:`lr_factor`; call ``step()`` once per optimiser step."""
-
-    def factor(step: int) -> float:
-        return lr_factor(
-            step, decay_rate=config.decay_rate, decay_steps=config.decay_steps, warmup_steps=config.warmup_steps
-        )
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-class _GracefulStop:
-    """SIGINT/SIGTERM set ``requested`` so the loop can finish its step and checkpoint.
-
-    A second signal raises KeyboardInterrupt at once (checkpoint writes are atomic, so this is
-    safe). Handlers can only be installed from the main thread; elsewhere signals keep their
-    default behaviour.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested:
-            raise KeyboardInterrupt(f"second signal {signal.Signals(signum).name}")
-        self.requested = True
-
-    def __enter__(self) -> _GracefulStop:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-def _ignore_sigint(worker_id: int) -> None:
-    """DataLoader workers leave Ctrl-C to the main process, which stops after its step."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _inputs(batch: Any, key: str, device: torch.device) -> torch.Tensor:
-    """The model input ``batch[key]``: a float tensor ``(B, ..., 3, H, W)`` (images or frames)."""
-    if not isinstance(batch, Mapping) or key not in batch:
-        raise TypeError(
-            f"train_dataset: items must be dicts with a {key!r} tensor, got batches of type {type(batch).__name__}"
-        )
-    inputs = batch[key]
-    if (
-        not isinstance(inputs, torch.Tensor)
-        or inputs.ndim < 4
-        or inputs.shape[-3] != 3
-        or not inputs.is_floating_point()
-    ):
-        raise TypeError(
-            f"train_dataset: {key!r} must be a float tensor (..., 3, H, W), got "
-            f"batched {getattr(inputs, 'dtype', type(inputs).__name__)} "
-            f"{tuple(getattr(inputs, 'shape', ()))}"
-        )
-    return inputs.to(device, non_blocking=True)
-
-
-class _Stream:
-    """Endless batches from an ``IterableDataset`` (it shards itself over ranks and workers):
-    a new pass starts when one ends. Position = batches consumed, so a resume skips exactly
-    those (reading them again: streams cannot seek)."""
-
-    def __init__(self, loader: DataLoader, skip: int = 0) -> None:
-        self.loader = loader
-        self._it = iter(self.loader)
-        for _ in range(skip):
-            next(self)
-
-    def __iter__(self) -> _Stream:
-        return self
-
-    def __next__(self) -> Any:
-        try:
-            batch = next(self._it)
-        except StopIteration:
-            self._it = iter(self.loader)
-            try:
-                batch = next(self._it)
-            except StopIteration:
-                raise ValueError(
-                    "train_dataset: the stream yielded no full batch for this "
-                    "rank (too few items for the per-rank batch size)"
-                ) from None
-        return batch
 
 
 def _check_resume_compatible(saved: Mapping[str, Any] | None, config: TrainConfig, path: Path) -> None:
@@ -302,13 +192,6 @@ class _Position:
     clock: float  # seconds spent in training steps (not evaluation or checkpoints), all runs
 
 
-def make_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Optimizer:
-    """The optimiser of ``train.optimizer`` over the model's parameters."""
-    kind = torch.optim.AdamW if config.kind == "adamw" else torch.optim.Adam
-    betas = (config.betas[0], config.betas[1])
-    return kind(model.parameters(), lr=config.lr, betas=betas, weight_decay=config.weight_decay)
-
-
 def _check_out_dir(ckpt_path: Path, resume: bool) -> None:
     if resume and not ckpt_path.is_file():
         raise FileNotFoundError(f"resume: no checkpoint to resume from at {ckpt_path}")
@@ -355,27 +238,6 @@ def _start(
         clock=float(ckpt.extra.get("train_seconds", 0.0)),
     )
     return position, sampler
-
-
-def _loader(
-    dataset: Dataset[dict[str, torch.Tensor]],
-    sampler: InfiniteSampler | None,
-    config: TrainConfig,
-    per_rank_batch: int,
-    device: torch.device,
-) -> DataLoader:
-    return DataLoader(
-        dataset,
-        batch_size=per_rank_batch,
-        sampler=sampler,
-        drop_last=sampler is None,
-        num_workers=config.num_workers,
-        pin_memory=device.type == "cuda",
-        worker_init_fn=_ignore_sigint if config.num_workers else None,
-        # Own generator: creating the iterator must not draw from the global
-        # RNG, or a resumed run would diverge from an uninterrupted one.
-        generator=torch.Generator().manual_seed(config.seed),
-    )
 
 
 def _loss(net: nn.Module, model: nn.Module, images: torch.Tensor, step: int) -> tuple[torch.Tensor, float]:
@@ -440,7 +302,7 @@ class _Run:
         loss, grad_norm = _update(
             self.net,
             self.model,
-            lambda: _inputs(next(batches), input_key, self.device),
+            lambda: batch_inputs(next(batches), input_key, self.device),
             self.optimizer,
             self.config.grad_clip,
             self.at.step,
@@ -509,7 +371,7 @@ def _setup(
         saved_config,
         amp,
     )
-    return run, _loader(dataset, sampler, config, config.batch_size // ctx.world_size, device)
+    return run, make_loader(dataset, sampler, config, config.batch_size // ctx.world_size, device)
 
 
 def _run(
@@ -537,8 +399,8 @@ def _run(
     metrics: dict[str, float] = {}
     interrupted = False
     try:
-        with _GracefulStop() as stop:
-            batches = iter(loader) if run.sampler is not None else _Stream(loader, at.consumed)
+        with GracefulStop() as stop:
+            batches = iter(loader) if run.sampler is not None else Stream(loader, at.consumed)
             while at.step < config.steps:
                 lr, grad_norm = run.step(batches, input_key)
                 scalars, images = _logged(at, config, ctx, device, lr, grad_norm, eval_fn, model)

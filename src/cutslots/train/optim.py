@@ -1,0 +1,39 @@
+"""The optimiser of ``train.optimizer`` and Slot Attention's learning-rate schedule."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cutslots.config import OptimizerConfig, TrainConfig
+
+__all__ = ["lr_factor", "make_optimizer", "make_scheduler"]
+
+
+def make_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Optimizer:
+    """The optimiser of ``train.optimizer`` over the model's parameters."""
+    kind = torch.optim.AdamW if config.kind == "adamw" else torch.optim.Adam
+    betas = (config.betas[0], config.betas[1])
+    return kind(model.parameters(), lr=config.lr, betas=betas, weight_decay=config.weight_decay)
+
+
+def lr_factor(step: int, *, decay_rate: float, decay_steps: int, warmup_steps: int) -> float:
+    """Multiplier of the base lr for the update at (0-based) ``step``.
+
+    Slot Attention's schedule: ``decay_rate ** (step / decay_steps)``, times a linear warmup
+    ``(step + 1) / warmup_steps`` during the first ``warmup_steps`` updates (the +1 keeps the
+    very first update from having lr 0).
+    """
+    warmup = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    return warmup * decay_rate ** (step / decay_steps)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """LambdaLR applying :func:`lr_factor`; call ``step()`` once per optimiser step."""
+
+    def factor(step: int) -> float:
+        return lr_factor(
+            step, decay_rate=config.decay_rate, decay_steps=config.decay_steps, warmup_steps=config.warmup_steps
+        )
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
