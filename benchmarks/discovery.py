@@ -84,6 +84,7 @@ MODELS: dict[str, dict[str, Any] | None] = {
     "random_walker": {"kind": "random_walker"},
     "random_walker_irls": {"kind": "random_walker", "mode": "irls", "iterations": 2},
     "random_walker_softmax": {"kind": "random_walker", "unaries": "softmax"},
+    "random_walker_balanced": {"kind": "random_walker", "unaries": "balanced"},
     "slot_attention_rw": {"kind": "slot_attention", "diffusion": "random_walker"},
 }
 # What the random-walker k-partition keeps of the demo's cut grouping.

@@ -269,6 +269,20 @@ def test_softmax_unaries_are_the_parts_softmax_of_the_cnn_scores():
     torch.testing.assert_close(masks, want, rtol=0, atol=1e-6)
 
 
+def test_balanced_unaries_give_every_part_mean_one():
+    torch.manual_seed(0)
+    grouping = RandomWalkerGrouping(C, 3, slot_dim=7, height=H, width=W, hidden=8, unaries="balanced").double()
+    features = _features().double()
+    with torch.no_grad():
+        masks = grouping(features)["masks"]
+        scores = grouping.cnn(features + grouping.position.embedding)  # (B, 2 + k, H, W)
+    edges = torch.nn.functional.softplus(scores[:, :2])
+    unaries = np.logaddexp(0, scores[:, 2:].numpy()) + grouping.unary_floor  # softplus, by hand
+    unaries /= unaries.sum((2, 3), keepdims=True) / (H * W)
+    want, _ = oracle(edges, torch.from_numpy(unaries))
+    torch.testing.assert_close(masks, want, rtol=0, atol=1e-6)
+
+
 def test_bad_unaries_are_named():
     with pytest.raises(ValueError, match="unaries"):
         RandomWalkerGrouping(C, 3, slot_dim=7, height=H, width=W, unaries="relu")

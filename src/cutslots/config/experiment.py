@@ -111,8 +111,9 @@ class RandomWalkerGroupingConfig(Section):
     mode: Literal["plain", "irls"] = "plain"
     iterations: Annotated[int, Field(ge=0)] = 0  # IRLS steps (mode irls)
     # "softplus": one independent unary per part (plus unary_floor); "softmax": the parts
-    # compete per pixel, u = softmax(scores / temperature) as Alg. 1's masks, then diffused.
-    unaries: Literal["softplus", "softmax"] = "softplus"
+    # compete per pixel, u = softmax(scores / temperature) as Alg. 1's masks, then diffused;
+    # "balanced": softplus, each part's unaries divided by their image mean (equal mass per part).
+    unaries: Literal["softplus", "softmax", "balanced"] = "softplus"
     temperature: PositiveFloat = 0.5  # of the softmax unaries
     unary_floor: PositiveFloat = 1e-3  # added to the softplus unaries: every pixel has some
 

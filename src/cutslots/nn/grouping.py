@@ -41,8 +41,8 @@ POOLINGS: tuple[str, ...] = ("mean", "masked_mean")
 Diffusion = Literal["none", "random_walker"]
 DIFFUSIONS: tuple[str, ...] = ("none", "random_walker")
 # How the random-walker k-partition turns CNN scores into unaries.
-Unaries = Literal["softplus", "softmax"]
-UNARIES: tuple[str, ...] = ("softplus", "softmax")
+Unaries = Literal["softplus", "softmax", "balanced"]
+UNARIES: tuple[str, ...] = ("softplus", "softmax", "balanced")
 # Mask mass (in pixels) added to the denominator of the masked mean: a part with almost no
 # pixels gets a slot near 0 instead of its few pixels' features blown up.
 _POOLING_EPS = 1.0
@@ -235,7 +235,10 @@ class RandomWalkerGrouping(nn.Module):
     scores s. ``unaries="softplus"``: ``u = softplus(s) + unary_floor`` (every pixel has some
     unary; the parts do not compete for it); ``"softmax"``: ``u = softmax(s / temperature)``
     over the parts, Alg. 1's masks with the cuts' output replaced by the scores, which the
-    walker then diffuses over the edges. The masks are the random walker's solution ``x``
+    walker then diffuses over the edges. ``"balanced"``: the softplus unaries, each part's divided
+    by its mean over the image, so every part brings the same unary mass: a part cannot fade
+    out of every image (a dead slot) nor spread over all of them; it can only concentrate its
+    mass where it wins. The masks are the random walker's solution ``x``
     (:class:`~cutslots.qp.RandomWalkerQP`, plain or IRLS), which sums to 1 over the parts.
     Position embedding and slot pooling as :class:`CutSlotGrouping`.
     """
@@ -282,5 +285,7 @@ class RandomWalkerGrouping(nn.Module):
             unaries = F.softmax(scores[:, 2:] / self.temperature, dim=1)  # (B, k, H, W)
         else:
             unaries = F.softplus(scores[:, 2:]) + self.unary_floor  # (B, k, H, W)
+            if self.unaries == "balanced":
+                unaries = unaries / unaries.mean((2, 3), keepdim=True)  # (B, k, H, W), mean 1 per part
         masks = self.walker(edges, unaries)  # (B, k, H, W)
         return {"slots": self.mlp(pool(masks, positioned, self.pooling)), "masks": masks}
