@@ -31,6 +31,7 @@ one adjoint solve with the same matrices, never an unrolled CG.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, fields
 from typing import Any, Literal, Protocol
@@ -372,17 +373,30 @@ def _check_inputs(edge_weights: torch.Tensor, unaries: torch.Tensor, height: int
             raise (TypeError if what == "dtype" else ValueError)(
                 f"edge_weights and unaries must have the same {what}, got {a} and {b}"
             )
+    for name, x in (("edge_weights", edge_weights), ("unaries", unaries)):
+        if x.dtype not in (torch.float32, torch.float64):
+            check_float_tensor(name, x, ())  # raises, naming the dtype
     with torch.no_grad():
-        for name, x in (("edge_weights", edge_weights), ("unaries", unaries)):
-            check_float_tensor(name, x, ())  # float32/float64, finite (one reduction)
-            low = x.amin().item() if x.numel() else 0.0  # finite by now, so one reduction decides
-            if low < 0:
-                raise ValueError(f"{name} must be >= 0, got a minimum of {low:g}")
         diag = unaries.sum(1, keepdim=True)  # (B, 1, H, W)
-        empty = torch.nonzero((diag == 0).flatten(1).any(1)).flatten().tolist()
-    if empty:
+        empty = (diag == 0).flatten(1).any(1)  # (B,)
+        if unaries.numel() == 0:  # B = 0: nothing to check
+            return diag
+        # One host sync for every check: sums (NaN/inf reach them), minima, empty-pixel count.
+        summary = torch.stack(
+            [edge_weights.sum(), unaries.sum(), edge_weights.amin(), unaries.amin(), empty.sum().to(diag.dtype)]
+        ).tolist()
+    for name, x, total, low in (
+        ("edge_weights", edge_weights, summary[0], summary[2]),
+        ("unaries", unaries, summary[1], summary[3]),
+    ):
+        if not math.isfinite(total):
+            check_float_tensor(name, x, ())  # the full check: NaN/inf, or only the sum overflowed
+        if low < 0:
+            raise ValueError(f"{name} must be >= 0, got a minimum of {low:g}")
+    if summary[4]:
+        items = torch.nonzero(empty).flatten().tolist()
         raise ValueError(
-            f"unaries must have sum_k u_k > 0 at every pixel; batch items {empty} have pixels where "
+            f"unaries must have sum_k u_k > 0 at every pixel; batch items {items} have pixels where "
             "every unary is 0 (add a small positive floor, e.g. unaries + 1e-6)"
         )
     return diag
