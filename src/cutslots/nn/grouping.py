@@ -235,11 +235,11 @@ class RandomWalkerGrouping(nn.Module):
     scores s. ``unaries="softplus"``: ``u = softplus(s) + unary_floor`` (every pixel has some
     unary; the parts do not compete for it); ``"softmax"``: ``u = softmax(s / temperature)``
     over the parts, Alg. 1's masks with the cuts' output replaced by the scores, which the
-    walker then diffuses over the edges. ``"balanced"``: the softplus unaries, each part's divided
-    by its mean over the image, so every part brings the same unary mass: a part cannot fade
-    out of every image (a dead slot) nor spread over all of them; it can only concentrate its
-    mass where it wins. The masks are the random walker's solution ``x``
-    (:class:`~cutslots.qp.RandomWalkerQP`, plain or IRLS), which sums to 1 over the parts.
+    walker then diffuses over the edges. ``"balanced"``: the softplus unaries, each part's
+    divided by its mean over the image, so every part brings the same unary mass to every
+    image: no part can fade out of every image (a dead slot). The masks are the random
+    walker's solution ``x`` (:class:`~cutslots.qp.RandomWalkerQP`, plain or IRLS), which sums
+    to 1 over the parts.
     Position embedding and slot pooling as :class:`CutSlotGrouping`.
     """
 
