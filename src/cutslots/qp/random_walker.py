@@ -384,9 +384,10 @@ def _check_inputs(edge_weights: torch.Tensor, unaries: torch.Tensor, height: int
         empty = (diag == 0).flatten(1).any(1)  # (B,)
         if unaries.numel() == 0:  # B = 0: nothing to check
             return diag
-        # One host sync for every check: sums (NaN/inf reach them), minima, empty-pixel count.
+        # One host sync for every check: sums (NaN/inf reach them; the unaries' through diag,
+        # already summed over k), minima, empty-pixel count.
         summary = torch.stack(
-            [edge_weights.sum(), unaries.sum(), edge_weights.amin(), unaries.amin(), empty.sum().to(diag.dtype)]
+            [edge_weights.sum(), diag.sum(), edge_weights.amin(), unaries.amin(), empty.sum().to(diag.dtype)]
         ).tolist()
     for name, x, total, low in (
         ("edge_weights", edge_weights, summary[0], summary[2]),
