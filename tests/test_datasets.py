@@ -240,21 +240,21 @@ def test_clevr_reads_back_scenes_after_slot_attention_crop(clevr) -> None:
 def test_clevr_split_ranges_and_object_filter(clevr) -> None:
     root, scenes = clevr
     splits = {"train": (0, 2), "val": (2, 3), "test": (3, None)}
-    got = {s: [x["index"] for x in ClevrWithMasks(root, s, splits=splits)] for s in splits}
+    got = {s: [x["index"] for x in ClevrWithMasks(root, split=s, splits=splits)] for s in splits}
     assert got == {"train": [0, 1], "val": [2], "test": [3]}
     visible = [int(s["visibility"][1:].sum()) for s in scenes]
     limit = sorted(visible)[1]  # a scene with exactly `limit` objects is kept
-    kept = ClevrWithMasks(root, "all", splits={"all": (0, None)}, max_objects=limit)
+    kept = ClevrWithMasks(root, split="all", splits={"all": (0, None)}, max_objects=limit)
     assert [x["index"] for x in kept] == [i for i, n in enumerate(visible) if n <= limit]
     assert len(set(visible)) == 4  # so exactly two scenes pass
     # The default split needs 70,000+ records: a short file is an error, not a short split.
     with pytest.raises(DatasetFormatError, match="only 4 records, expected at least 85000"):
-        list(ClevrWithMasks(root, "val"))
+        list(ClevrWithMasks(root, split="val"))
 
 
 def test_clevr_two_workers_give_each_record_once(clevr) -> None:
     root, scenes = clevr
-    dataset = ClevrWithMasks(root, "all", splits={"all": (1, None)})
+    dataset = ClevrWithMasks(root, split="all", splits={"all": (1, None)})
     items = list(DataLoader(dataset, batch_size=None, num_workers=2))
     assert sorted(item["index"] for item in items) == [1, 2, 3]
     for item in items:
@@ -270,7 +270,7 @@ def test_clevr_errors(clevr, tmp_path: Path) -> None:
         (tmp_path / "empty").mkdir()
         ClevrWithMasks(tmp_path / "empty")
     with pytest.raises(ValueError, match="split must be one of"):
-        ClevrWithMasks(root, "training")
+        ClevrWithMasks(root, split="training")
 
     # Truncated GZIP file.
     data = (root / "clevr_with_masks_train.tfrecords").read_bytes()
@@ -279,14 +279,14 @@ def test_clevr_errors(clevr, tmp_path: Path) -> None:
     (short / "clevr_with_masks_train.tfrecords").write_bytes(data[: len(data) * 2 // 3])
     message = r"short[/\\]clevr_with_masks_train\.tfrecords: record \d"
     with pytest.raises(DatasetFormatError, match=message):
-        list(ClevrWithMasks(short, "all", splits={"all": (0, None)}))
+        list(ClevrWithMasks(short, split="all", splits={"all": (0, None)}))
 
     # A CRC-corrupt record inside an intact GZIP stream.
     plain = bytearray(gzip.decompress(data))
     plain[len(plain) - 100] ^= 0x01
     (short / "clevr_with_masks_train.tfrecords").write_bytes(gzip.compress(bytes(plain)))
     with pytest.raises(DatasetFormatError, match="record 3: corrupt data"):
-        list(ClevrWithMasks(short, "all", splits={"all": (0, None)}))
+        list(ClevrWithMasks(short, split="all", splits={"all": (0, None)}))
 
     # Wrong image size in an otherwise well-formed record.
     small = {**scenes[0], "image": scenes[0]["image"][:120, :160]}
@@ -294,7 +294,7 @@ def test_clevr_errors(clevr, tmp_path: Path) -> None:
     fx.write_clevr_with_masks(bad, [scenes[1], small])
     message = r"bad[/\\].*: record 1: feature 'image' has 57600 values, expected 230400"
     with pytest.raises(DatasetFormatError, match=message):
-        list(ClevrWithMasks(bad, "all", splits={"all": (0, None)}))
+        list(ClevrWithMasks(bad, split="all", splits={"all": (0, None)}))
 
 
 # ================================================================ ClevrTex
@@ -344,12 +344,12 @@ def test_clevrtex_evaluation_only_variants(tmp_path: Path) -> None:
     fx.write_clevrtex(tmp_path, "camo", 18, seed=1)
     fx.write_clevrtex(tmp_path, "outd", 3, seed=2)
     # N = 18: int(1.8) = 1 and int(3.6) = 3 (truncation, not rounding).
-    assert ClevrTex(tmp_path, "camo", "test").indices == [0]
-    assert ClevrTex(tmp_path, "camo", "val").indices == [1, 2]
-    assert ClevrTex(tmp_path, "outd", "test").indices == [0, 1, 2]  # outd has no split
+    assert ClevrTex(tmp_path, "camo", split="test").indices == [0]
+    assert ClevrTex(tmp_path, "camo", split="val").indices == [1, 2]
+    assert ClevrTex(tmp_path, "outd", split="test").indices == [0, 1, 2]  # outd has no split
     for variant, split in (("camo", "train"), ("outd", "train"), ("outd", "val")):
         with pytest.raises(ValueError, match="'outd'|'camo'"):
-            ClevrTex(tmp_path, variant, split)
+            ClevrTex(tmp_path, variant, split=split)
     with pytest.raises(ValueError, match="variant must be one of"):
         ClevrTex(tmp_path, "clevr")
 
@@ -423,16 +423,16 @@ def _check_clip(video: torch.Tensor, mask: torch.Tensor, clip: tuple[np.ndarray,
 
 def test_movi_clips_across_shards(movi) -> None:
     root, clips = movi
-    items = list(MoviA(root, "train"))
+    items = list(MoviA(root, split="train"))
     assert [item["index"] for item in items] == [0, 1, 2, 3]
     for item in items:
         _check_clip(item["video"], item["mask"], clips[item["index"]])
-    assert [item["index"] for item in MoviA(root, "validation")] == [0]
+    assert [item["index"] for item in MoviA(root, split="validation")] == [0]
 
 
 def test_movi_frame_pairs(movi) -> None:
     root, clips = movi
-    pairs = list(MoviA(root, "train", mode="pairs"))
+    pairs = list(MoviA(root, split="train", mode="pairs"))
     assert [(p["index"], p["frame"]) for p in pairs] == [(i, t) for i in range(4) for t in range(3)]
     for pair in pairs[4:7]:  # clip 1, frames (0, 1), (1, 2), (2, 3)
         video, seg = clips[pair["index"]]
@@ -443,7 +443,7 @@ def test_movi_frame_pairs(movi) -> None:
 
 def test_movi_two_workers_give_each_record_once(movi) -> None:
     root, clips = movi
-    items = list(DataLoader(MoviA(root, "train"), batch_size=None, num_workers=2))
+    items = list(DataLoader(MoviA(root, split="train"), batch_size=None, num_workers=2))
     assert sorted(item["index"] for item in items) == [0, 1, 2, 3]
     for item in items:
         _check_clip(item["video"], item["mask"], clips[item["index"]])
@@ -457,7 +457,7 @@ def test_movi_layout_errors(movi, tmp_path: Path) -> None:
         MoviA(root, source_resolution=256)
     message = r"no shards movi_a-test\..*splits found: \['train', 'validation'\]"
     with pytest.raises(DatasetFormatError, match=message):
-        MoviA(root, "test")
+        MoviA(root, split="test")
     with pytest.raises(ValueError, match="mode must be one of"):
         MoviA(root, mode="video")
 
@@ -467,10 +467,10 @@ def test_movi_layout_errors(movi, tmp_path: Path) -> None:
     (folder / "movi_a-train.tfrecord-00000-of-00002").unlink()
     message = r"missing shard .*movi_a-train\.tfrecord-00000-of-00002"
     with pytest.raises(DatasetFormatError, match=message):
-        MoviA(copy, "train")
+        MoviA(copy, split="train")
     (folder / "features.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"1\.0\.0[/\\]features\.json"):
-        MoviA(copy, "validation")
+        MoviA(copy, split="validation")
 
 
 def test_movi_record_errors_name_file_record_and_frame(tmp_path: Path) -> None:

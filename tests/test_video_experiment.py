@@ -120,7 +120,7 @@ def test_build_video_model_from_config() -> None:
 
 def test_moving_datasets_give_pairs_frames_and_clips() -> None:
     data = DataConfig(dataset="moving", image_size=16, num_train=2, num_eval=1, num_frames=3, max_objects=2)
-    videos = MovingScenes("train", 16, num_videos=2, num_frames=3, max_objects=2)
+    videos = MovingScenes(split="train", size=16, num_videos=2, num_frames=3, max_objects=2)
     pairs = build_video_dataset(data, "train", "pairs")
     frames = build_video_dataset(data, "train", "frames")
     assert len(pairs) == 2 * 2 and len(frames) == 2 * 3
@@ -128,7 +128,7 @@ def test_moving_datasets_give_pairs_frames_and_clips() -> None:
     assert torch.equal(frames[4]["image"], videos[1]["video"][1])
     assert torch.equal(frames[4]["mask"], videos[1]["mask"][1])
     clips = build_video_dataset(data, "eval", "clips")
-    expected = MovingScenes("test", 16, num_videos=1, num_frames=3, max_objects=2)[0]
+    expected = MovingScenes(split="test", size=16, num_videos=1, num_frames=3, max_objects=2)[0]
     assert len(clips) == 1 and torch.equal(clips[0]["video"], expected["video"])
 
 

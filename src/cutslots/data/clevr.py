@@ -59,6 +59,7 @@ class ClevrWithMasks(IterableDataset):
     def __init__(
         self,
         root: str | Path,
+        *,
         split: str = "train",
         resolution: int = 128,
         splits: Mapping[str, tuple[int, int | None]] = DEFAULT_SPLITS,

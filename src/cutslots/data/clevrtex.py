@@ -55,6 +55,7 @@ class ClevrTex(Dataset):
         self,
         root: str | Path,
         variant: str = "full",
+        *,
         split: str | None = "train",
         resolution: int = 128,
         crop_fraction: float = 0.8,

@@ -65,6 +65,7 @@ class MoviA(IterableDataset):
     def __init__(
         self,
         root: str | Path,
+        *,
         split: str = "train",
         mode: str = "clip",
         source_resolution: int = 128,

@@ -78,6 +78,7 @@ class MovingScenes(Dataset):
 
     def __init__(
         self,
+        *,
         split: str = "train",
         size: int = 64,
         num_videos: int = 1000,
@@ -87,7 +88,6 @@ class MovingScenes(Dataset):
         seed: int = 0,
         variant: str = "textured",
         cache_dir: str | os.PathLike[str] | None = None,
-        *,
         object_radius: tuple[float, float] = RADIUS_RANGE,
     ) -> None:
         validate_scene_args(

@@ -129,8 +129,8 @@ def _clevr(data: DataConfig, split: str, variant: str, count: int | None, count_
     assert data.root is not None  # DataConfig requires a root for clevr
     return ClevrWithMasks(
         data.root,
-        split,
-        data.image_size,
+        split=split,
+        resolution=data.image_size,
         splits={**CLEVR_SPLITS, split: (start, end)},
         max_objects=CLEVR_VARIANTS[variant],
     )

@@ -377,6 +377,7 @@ class SyntheticScenes(Dataset):
     def __init__(
         self,
         variant: str = "shapes",
+        *,
         split: str = "train",
         size: int = 64,
         num_images: int = 1000,
@@ -384,7 +385,6 @@ class SyntheticScenes(Dataset):
         max_objects: int = 6,
         seed: int = 0,
         cache_dir: str | os.PathLike[str] | None = None,
-        *,
         object_radius: tuple[float, float] = RADIUS_RANGE,
     ) -> None:
         validate_scene_args(
