@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -215,7 +216,10 @@ def test_wandb_offline_gets_the_csv_scalars_images_and_config_and_resumes_its_ru
 
     run_id = (out / "wandb_id").read_text().strip()
     runs = sorted(offline_wandb.glob("offline-run-*"))
-    assert [r.name.endswith(f"-{run_id}") for r in runs] == [True, True]  # the resume continues the run
+    # The resume continues the run: both directories carry its id. W&B names them by the start
+    # second and adds "-1" when the two runs start within the same second.
+    pattern = rf"offline-run-\d{{8}}_\d{{6}}-{re.escape(run_id)}(-\d+)?"
+    assert [re.fullmatch(pattern, r.name) is not None for r in runs] == [True, True], [r.name for r in runs]
     first, second = (history(wandb_records(r / f"run-{run_id}.wandb")) for r in runs)
     with open(out / "scalars.csv", newline="") as f:
         logged = [(int(row["step"]), row["name"], float(row["value"])) for row in csv.DictReader(f)]
