@@ -139,12 +139,28 @@ def test_refresh_without_a_checkpoint_names_it(bench, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name, model", [("random_walker_shapes", "random_walker"), ("slot_attention_rw_shapes", "slot_attention_rw")]
+    "name, train_set, model",
+    [
+        ("random_walker_shapes", "shapes", "random_walker"),
+        ("slot_attention_rw_shapes", "shapes", "slot_attention_rw"),
+        ("synthetic_textured", "textured", "cut"),
+    ],
 )
-def test_random_walker_configs_are_the_benchmarked_models(bench, name, model):
-    """The shipped YAML of each random-walker grouping is the benchmark's run of that model on
-    ``shapes`` (seed 0), up to its name and run folder."""
+def test_shipped_configs_are_the_benchmarked_runs(bench, name, train_set, model):
+    """The shipped YAML of a benchmarked model is the benchmark's run of it (seed 0), up to its
+    name and run folder."""
     shipped = load_experiment(ROOT / "configs" / f"{name}.yaml")
-    raw = bench.run_config("cpu", "shapes", model, 0, None, Path(shipped.train.out_dir))
+    raw = bench.run_config("cpu", train_set, model, 0, None, Path(shipped.train.out_dir))
     raw["name"] = shipped.name
     assert to_dict(shipped) == to_dict(experiment_from_dict(raw))
+
+
+def test_committed_runs_are_what_the_cpu_recipe_trains(bench):
+    """Every run in the committed results was trained with the config ``run_config`` builds now
+    (its schedule is pinned, so the demo's own schedule can move on)."""
+    runs = json.loads((ROOT / "benchmarks" / "results" / "discovery.json").read_text())["runs"]
+    assert len(runs) >= 48
+    for run in runs:
+        raw = bench.run_config("cpu", run["train_set"], run["model"], run["seed"], None, Path("anywhere"))
+        wanted = to_dict(experiment_from_dict(raw))
+        assert bench._same_run(run["config"], wanted), (run["train_set"], run["model"], run["seed"])

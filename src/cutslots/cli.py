@@ -18,7 +18,7 @@ S = TypeVar("S", bound=Section)
 
 def demo_config(out_dir: str = DEMO_OUT, steps: int | None = None) -> ExperimentConfig:
     """The embedded default, ``configs/demo.yaml``: the cut model on synthetic ``shapes``
-    scenes, sized for a 2-core CPU (about 10 minutes); the recipe: docs/discovery.md."""
+    scenes, sized for a 2-core CPU (within 10 minutes); the recipe: docs/discovery.md."""
     overrides = [f"train.out_dir={out_dir}"] + ([] if steps is None else [f"train.steps={steps}"])
     return load_experiment("demo", overrides)
 
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log INFO messages")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="train and evaluate the cut model on synthetic shapes (CPU, ~10 min)")
+    p = sub.add_parser("demo", help="train and evaluate the cut model on synthetic shapes (CPU, ~6 min)")
     p.add_argument("--out", help=f"run folder (default: a new {DEMO_OUT}-<date>-<time>, so reruns never clash)")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: those of configs/demo.yaml)")
     p.add_argument("--resume", action="store_true")
