@@ -14,9 +14,9 @@ background slot (the one holding most background pixels) or another slot.
 
 *Coarse truth*: the true labels on the ``factor`` times coarser grid of the cut (16 x 16 for the
 demo's 32 px), one label per cell, repeated back to the pixels; each cell takes its most
-frequent label (``"majority"``; ties to the lower label, the background), or its most frequent
-object label wherever it holds an object pixel (``"objects"``: the best a coarse partition can
-do for ARI-FG, which ignores background pixels). Writes ``benchmarks/results/mask_bounds.md``.
+frequent label (ties to the lower label, the background), or, with ``prefer_objects``, its most
+frequent object label wherever it holds an object pixel (the best a coarse partition can do for
+ARI-FG, which ignores background pixels). Writes ``benchmarks/results/mask_bounds.md``.
 """
 
 from __future__ import annotations
