@@ -26,9 +26,10 @@ grouping-mask ARI-FG / mIoU, the static baseline and the image dependence
 
     python benchmarks/discovery.py 'train_sets=[shapes]' 'models=[cut, slot_attention]' 'seeds=[0, 1, 2]'
 
-Recipes (``recipe``): ``cpu`` is the demo's model and data with :data:`CPU_SCHEDULE`; ``gpu``
-is GPU-sized (64 px, 12 slots, 2-6 objects, widths 64, batch 64) and, with ``minutes=M``,
-trains for as many steps as fit in M minutes (the step time is measured first on the device):
+Recipes (``recipe``): ``cpu`` is the demo's model and data with :data:`CPU_SCHEDULE`; ``demo``
+is the demo config as it is, its own schedule (4000 steps of 8) included; ``gpu`` is GPU-sized
+(64 px, 12 slots, 2-6 objects, widths 64, batch 64) and, with ``minutes=M``, trains for as
+many steps as fit in M minutes (the step time is measured first on the device):
 
     python benchmarks/discovery.py recipe=gpu minutes=8 'train_sets=[textured]' \
         'models=[cut, slot_attention]' 'seeds=[0]' --out benchmarks/results/discovery_gpu
@@ -36,7 +37,8 @@ trains for as many steps as fit in M minutes (the step time is measured first on
 ``dry_run=true`` shrinks any recipe to a few steps on 16 px images on the CPU: the whole path
 (training, evaluation, tables, figures) in seconds, as the tests run it.
 
-Finished runs are kept in ``work`` (``<train set>/<model>_seed<k>/result.json``) and reused
+Finished runs are kept in ``work`` (``<train set>/<model>_seed<k>/result.json``; by default
+``runs/bench_discovery`` for ``cpu``, ``runs/bench_discovery_<recipe>`` for the others) and reused
 by later invocations, so a long benchmark can be run piecewise. Writes
 ``<out>.json``, ``<out>.md`` and ``<out>_curves.png`` over every kept run, and the
 decomposition figures of the first seed as ``<out>_<model>_<set>.png``.
@@ -114,6 +116,11 @@ def cpu_recipe(out_dir: str) -> dict[str, Any]:
     return raw
 
 
+def demo_recipe(out_dir: str) -> dict[str, Any]:
+    """The demo config (``configs/demo.yaml``) as it is, schedule included, as plain data."""
+    return to_dict(demo_config(out_dir))
+
+
 def gpu_recipe(out_dir: str) -> dict[str, Any]:
     """A GPU-sized synthetic run: 64 px, 12 slots, 2-6 objects, widths 64, batch 64."""
     raw = cpu_recipe(out_dir)
@@ -149,7 +156,7 @@ def dry_run(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
-RECIPES = {"cpu": cpu_recipe, "gpu": gpu_recipe}
+RECIPES = {"cpu": cpu_recipe, "demo": demo_recipe, "gpu": gpu_recipe}
 
 
 def grouping_of(cut: dict[str, Any], changes: dict[str, Any] | None) -> dict[str, Any]:
@@ -227,9 +234,11 @@ def train_one(
 
 def _same_run(kept: dict[str, Any], wanted: dict[str, Any]) -> bool:
     """Whether a kept run's config is the wanted one; where it was written (``train.out_dir``,
-    absolute or relative to another checkout) does not make it another run."""
+    absolute or relative to another checkout) does not make it another run, nor does a key
+    added to the schema since (both go through it, so it has its default on both sides)."""
 
     def what(config: dict[str, Any]) -> dict[str, Any]:
+        config = to_dict(experiment_from_dict(config))
         return {**config, "train": {k: v for k, v in config["train"].items() if k != "out_dir"}}
 
     return what(kept) == what(wanted)
@@ -410,12 +419,14 @@ class DiscoveryBenchConfig(Section):
     train_sets: Tuple[Literal["shapes", "textured"]] = ("shapes", "textured")
     models: Tuple[str] = ("cut", "cut_identity", "cut_green_filter", "slot_attention")
     seeds: Tuple[Annotated[int, Field(ge=0)]] = (0, 1, 2)
-    recipe: Literal["cpu", "gpu"] = "cpu"
+    recipe: Literal["cpu", "demo", "gpu"] = "cpu"
     steps: Annotated[int, Field(ge=1)] | None = None  # None: the recipe's
     minutes: Annotated[float, Field(gt=0)] | None = None  # train for the steps that fit (measured)
     dry_run: bool = False  # tiny sizes on the CPU, a few steps
     threads: Annotated[int, Field(ge=1)] | None = None  # torch CPU threads; None: torch's choice
-    work: str = "runs/bench_discovery"  # finished runs, reused by later invocations
+    # Finished runs, reused by later invocations; None: runs/bench_discovery (cpu), or
+    # runs/bench_discovery_<recipe>, so that the tables of two recipes never mix.
+    work: str | None = None
     # Re-evaluate reused runs that lack a metric of the current evaluation (from their checkpoint).
     refresh: bool = False
 
@@ -428,6 +439,13 @@ class DiscoveryBenchConfig(Section):
             raise ConfigError("minutes", "minutes and steps exclude each other")
         return self
 
+    @property
+    def work_dir(self) -> Path:
+        """``work``, or the recipe's default folder."""
+        if self.work is not None:
+            return Path(self.work)
+        return Path("runs/bench_discovery" + ("" if self.recipe == "cpu" else f"_{self.recipe}"))
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -439,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         args = load_config(cli.config, cli.overrides, schema=DiscoveryBenchConfig)
     else:
         args = with_overrides({}, cli.overrides, schema=DiscoveryBenchConfig, source="benchmarks/discovery.py")
-    work = Path(args.work)
+    work = args.work_dir
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     for seed in args.seeds:

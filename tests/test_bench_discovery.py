@@ -117,10 +117,23 @@ def test_settings_are_a_config_section(bench, tmp_path):
         bench.main(["minutes=1", "steps=3"])
     path = tmp_path / "bench.yaml"
     path.write_text("seeds: [4]\nrecipe: tpu\n")
-    with pytest.raises(ConfigError, match=rf"{path}: recipe: Input should be 'cpu' or 'gpu'"):
+    with pytest.raises(ConfigError, match=rf"{path}: recipe: Input should be 'cpu', 'demo' or 'gpu'"):
         bench.main(["--config", str(path)])
     defaults = bench.DiscoveryBenchConfig()
     assert (defaults.seeds, defaults.train_sets, defaults.recipe) == ((0, 1, 2), ("shapes", "textured"), "cpu")
+    # Each recipe keeps its finished runs apart by default, so their tables cannot mix.
+    folders = [bench.DiscoveryBenchConfig(recipe=r).work_dir for r in ("cpu", "demo", "gpu")]
+    assert [f.name for f in folders] == ["bench_discovery", "bench_discovery_demo", "bench_discovery_gpu"]
+    assert bench.DiscoveryBenchConfig(recipe="demo", work="w").work_dir == Path("w")
+
+
+def test_demo_recipe_is_the_demo_config_with_the_models_grouping(bench, tmp_path):
+    demo = to_dict(load_experiment(ROOT / "configs" / "demo.yaml"))
+    raw = to_dict(experiment_from_dict(bench.run_config("demo", "textured", "slot_attention", 2, None, tmp_path)))
+    assert raw["train"] == {**demo["train"], "seed": 2, "out_dir": str(tmp_path)}
+    assert raw["model"] == {**demo["model"], "grouping": raw["model"]["grouping"]}
+    assert raw["model"]["grouping"]["kind"] == "slot_attention"
+    assert raw["data"] == {**demo["data"], "variant": "textured", "eval_variants": ["camo", "ood"]}
 
 
 def test_a_kept_run_is_the_same_run_wherever_it_was_written(bench, tmp_path):
@@ -130,6 +143,10 @@ def test_a_kept_run_is_the_same_run_wherever_it_was_written(bench, tmp_path):
     assert bench._same_run(moved, kept)
     other_seed = {**kept, "train": {**kept["train"], "seed": 1}}
     assert not bench._same_run(other_seed, kept)
+    # A run kept before train.schedule existed trained with its default, and is the same run.
+    older = {**kept, "train": {k: v for k, v in kept["train"].items() if k != "schedule"}}
+    assert bench._same_run(older, kept)
+    assert not bench._same_run(older, {**kept, "train": {**kept["train"], "schedule": "cosine"}})
 
 
 def test_refresh_without_a_checkpoint_names_it(bench, tmp_path):

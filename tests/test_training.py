@@ -110,12 +110,22 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, torch
 
 
 def test_lr_factor_matches_hand_computed_schedule() -> None:
-    kw = dict(decay_rate=0.5, decay_steps=10, warmup_steps=4)
+    kw = dict(schedule="exponential", decay_rate=0.5, decay_steps=10, warmup_steps=4, steps=100)
     assert lr_factor(0, **kw) == pytest.approx(0.25)
     assert lr_factor(2, **kw) == pytest.approx(0.75 * 0.5**0.2)
     assert lr_factor(3, **kw) == pytest.approx(0.5**0.3)
     assert lr_factor(20, **kw) == pytest.approx(0.25)
-    assert lr_factor(7, decay_rate=0.5, decay_steps=10, warmup_steps=0) == pytest.approx(0.5**0.7)
+    assert lr_factor(7, **(kw | {"warmup_steps": 0})) == pytest.approx(0.5**0.7)
+
+
+def test_cosine_lr_factor_matches_hand_computed_schedule() -> None:
+    # 4 warmup updates, then a half cosine over the remaining 8: cos(pi t) at t = 0, 1/4, 1/2, 1.
+    kw = dict(schedule="cosine", decay_rate=0.5, decay_steps=10, warmup_steps=4, steps=12)
+    assert [lr_factor(s, **kw) for s in (0, 2)] == pytest.approx([0.25, 0.75])
+    expected = [1.0, (1 + 2**-0.5) / 2, 0.5, 0.0, 0.0]
+    assert [lr_factor(s, **kw) for s in (4, 6, 8, 12, 20)] == pytest.approx(expected)
+    with pytest.raises(ValueError, match="schedule must be"):
+        lr_factor(0, **(kw | {"schedule": "linear"}))
 
 
 def test_scheduler_sets_optimizer_lr_per_step() -> None:
@@ -404,6 +414,12 @@ def test_bad_runs_fail_clearly(tmp_path: Path) -> None:
         train(fresh_model(), TinyScenes(), config(tmp_path, optimizer={"lr": 0.1}), resume=True)
     with pytest.raises(ValueError, match="fewer than the 2 steps"):
         train(fresh_model(), TinyScenes(), config(tmp_path, steps=1), resume=True)
+    with pytest.raises(ValueError, match=r"schedule \('exponential' -> 'cosine'\)"):
+        train(fresh_model(), TinyScenes(), config(tmp_path, schedule="cosine"), resume=True)
+    # A cosine run laid out over 2 steps cannot be extended: its lr would change after the fact.
+    train(fresh_model(), TinyScenes(), config(tmp_path / "cos", steps=2, schedule="cosine"))
+    with pytest.raises(ValueError, match=r"steps \(2 -> 3\)"):
+        train(fresh_model(), TinyScenes(), config(tmp_path / "cos", steps=3, schedule="cosine"), resume=True)
 
     class NoImage(TinyScenes):
         def __getitem__(self, i: int) -> Any:

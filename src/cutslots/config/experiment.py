@@ -217,7 +217,9 @@ class TrainConfig(Section):
     steps: PositiveInt = 500_000
     batch_size: PositiveInt = 64  # global batch: split evenly over DDP ranks
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    decay_rate: Annotated[float, Field(gt=0, le=1)] = 0.5  # lr *= decay_rate ** (step / decay_steps)
+    # exponential: lr *= decay_rate ** (step / decay_steps); cosine: to 0 at the last step.
+    schedule: Literal["exponential", "cosine"] = "exponential"
+    decay_rate: Annotated[float, Field(gt=0, le=1)] = 0.5
     decay_steps: PositiveInt = 100_000
     warmup_steps: Annotated[int, Field(ge=0)] = 10_000  # linear warmup; 0 disables it
     grad_clip: PositiveFloat | None = None  # max global grad norm; None disables clipping

@@ -69,6 +69,7 @@ EvalFn = Callable[[nn.Module, int], Mapping[str, float | np.ndarray]]
 _TRAJECTORY_KEYS = (
     "batch_size",
     "optimizer",
+    "schedule",
     "decay_rate",
     "decay_steps",
     "warmup_steps",
@@ -115,14 +116,14 @@ def _check_resume_compatible(saved: Mapping[str, Any] | None, config: TrainConfi
     # Through the schema: an older layout is upgraded and its unwritten keys get their defaults.
     before = to_dict(validate(TrainConfig, upgrade_legacy(dict(saved), str(path))["train"], str(path)))
     now = to_dict(config)
+    # A cosine schedule is laid out over the whole run, so its length is part of it too.
+    keys = _TRAJECTORY_KEYS + (("steps",) if config.schedule == "cosine" else ())
     changed = [
-        f"{k} ({before[k]!r} -> {now[k]!r})"
-        for k in _TRAJECTORY_KEYS
-        if before[k] != now[k] and not isinstance(now[k], dict)
+        f"{k} ({before[k]!r} -> {now[k]!r})" for k in keys if before[k] != now[k] and not isinstance(now[k], dict)
     ]
     changed += [
         f"{k}.{leaf} ({before[k][leaf]!r} -> {now[k][leaf]!r})"
-        for k in _TRAJECTORY_KEYS
+        for k in keys
         if isinstance(now[k], dict)
         for leaf in now[k]
         if before[k][leaf] != now[k][leaf]
