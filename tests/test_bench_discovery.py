@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from cutslots.config import ConfigError, experiment_from_dict, load_experiment, to_dict
+from cutslots.experiments.evaluation import decoder_verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,6 +69,19 @@ def test_dry_run_writes_tables_curves_and_figures_and_reuses_finished_runs(bench
     shapes_section = text.split("## Trained on `textured`")[0]
     cut_row = next(line for line in shapes_section.splitlines() if line.startswith("| cut | 2 |"))
     assert cut_row.endswith(f"| {sum(seeds_beating)} of 2 |")
+    # The decoder's fixed-layout reference and its verdict, from the runs' own numbers.
+    decoder = summary["shapes"]["cut"]["shapes"]
+    static = decoder["decoder_static_ari_fg"]["mean"]
+    assert static == pytest.approx(
+        sum(
+            r["metrics"]["shapes"]["decoder_static_ari_fg"]["mean"]
+            for r in runs
+            if r["train_set"] == "shapes" and r["model"] == "cut"
+        )
+        / 2
+    )
+    assert f"| {100 * static:.1f} ± " in cut_row
+    assert f"| {decoder_verdict(decoder).split(':')[0]} |" in cut_row  # its wording: test_evaluation
     with Image.open(out.with_name("disc_curves.png")) as img:
         assert img.format == "PNG" and img.width > 0
     assert out.with_name("disc_slot_attention_ood.png").is_file()
@@ -83,13 +97,15 @@ def test_dry_run_writes_tables_curves_and_figures_and_reuses_finished_runs(bench
     # the same value the evaluation gave at the end of training.
     path = work / "shapes" / "cut_seed0" / "result.json"
     result = json.loads(path.read_text())
-    margin = result["metrics"]["shapes"].pop("grouping_margin")
+    newer = ("grouping_margin", "decoder_static_ari_fg")  # a grouping and a decoder metric
+    recorded = {k: result["metrics"]["shapes"].pop(k) for k in newer}
     path.write_text(json.dumps(result))
     assert bench.main(args) == 0  # without refresh: reused as it is
-    assert "grouping_margin" not in json.loads(path.read_text())["metrics"]["shapes"]
+    assert not set(newer) & set(json.loads(path.read_text())["metrics"]["shapes"])
     refresh = [*args[:-2], "refresh=true", *args[-2:]]  # overrides before --out
     assert bench.main(refresh) == 0
-    assert json.loads(path.read_text())["metrics"]["shapes"]["grouping_margin"] == pytest.approx(margin, abs=1e-12)
+    for key, value in recorded.items():
+        assert json.loads(path.read_text())["metrics"]["shapes"][key] == pytest.approx(value, abs=1e-12)
     assert {p: p.stat().st_mtime_ns for p in work.glob("*/*/checkpoint.pt")} == stamps  # nothing retrained
     # A recorded metric the checkpoint does not reproduce is an error, not a silent mix.
     result = json.loads(path.read_text())
@@ -172,12 +188,15 @@ def test_shipped_configs_are_the_benchmarked_runs(bench, name, train_set, model)
     assert to_dict(shipped) == to_dict(experiment_from_dict(raw))
 
 
-def test_committed_runs_are_what_the_cpu_recipe_trains(bench):
-    """Every run in the committed results was trained with the config ``run_config`` builds now
-    (its schedule is pinned, so the demo's own schedule can move on)."""
-    runs = json.loads((ROOT / "benchmarks" / "results" / "discovery.json").read_text())["runs"]
-    assert len(runs) >= 48
+@pytest.mark.parametrize(("results", "recipe", "count"), [("discovery", "cpu", 48)])
+def test_committed_runs_are_what_their_recipe_trains(bench, results, recipe, count):
+    """Every run in a committed results file was trained with the config ``run_config`` builds
+    now for its recipe (the ``cpu`` schedule is pinned, so the demo's own schedule can move on;
+    the ``demo`` recipe is the demo's config, so changing the demo fails this until rerun)."""
+    runs = json.loads((ROOT / "benchmarks" / "results" / f"{results}.json").read_text())["runs"]
+    assert len(runs) >= count
     for run in runs:
-        raw = bench.run_config("cpu", run["train_set"], run["model"], run["seed"], None, Path("anywhere"))
+        assert run["config"]["name"].startswith(f"bench-{recipe}-"), run["config"]["name"]
+        raw = bench.run_config(recipe, run["train_set"], run["model"], run["seed"], None, Path("anywhere"))
         wanted = to_dict(experiment_from_dict(raw))
         assert bench._same_run(run["config"], wanted), (run["train_set"], run["model"], run["seed"])

@@ -255,11 +255,11 @@ def test_demo_writes_metrics_and_pngs(tmp_path, monkeypatch, capsys):
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 2
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert pngs == sorted([f"decomposition_{name}.png" for name in sets] + ["learning_curve.png", "loss.png"])
-    # The learning curve's points: ARI-FG of the decoder, the grouping and the static baseline
-    # per set, evaluated at both steps.
+    # The learning curve's points: ARI-FG of the decoder, the grouping and their static
+    # baselines per set, evaluated at both steps.
     rows = list(csv.DictReader((out / "scalars.csv").open()))
     for name in sets:
-        for key in ("ari_fg", "grouping_ari_fg", "static_ari_fg", "image_dependence"):
+        for key in ("ari_fg", "decoder_static_ari_fg", "grouping_ari_fg", "static_ari_fg", "image_dependence"):
             assert [r["step"] for r in rows if r["name"] == f"eval/{name}/{key}"] == ["1", "2"]
     # TensorBoard gets each evaluation's decomposition figures; the last one shows what the
     # final report's PNG shows (same weights, same images).
@@ -276,7 +276,8 @@ def test_demo_writes_metrics_and_pngs(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert printed.startswith("Decoder masks:\n| set | mIoU (%) | ARI-FG (%) | MSE |\n")
     assert "\nGrouping masks:\n| set | grouping mIoU (%) | grouping ARI-FG (%) |" in printed
-    for name in sets:  # the verdict on each set, in words
+    for name in sets:  # the verdicts on each set, in words
+        assert f"\n{name}: {metrics[name]['decoder_verdict']}\n" in printed
         assert f"\n{name}: {metrics[name]['grouping_verdict']}\n" in printed
 
 
@@ -322,6 +323,13 @@ def test_format_report_adds_the_grouping_table_and_verdicts_hand_computed():
         "| full | 25.00 ± 5.00 | 60.00 ± 10.00 | 20.00 ± 0.00 | 55.00 ± 2.00 | 0.042 ± 0.001 |",
         "",
         "full: not clearly ...",
+    ]
+    # The decoder's verdict goes under Table 1.
+    fixed = {**decoder, "decoder_verdict": "a fixed layout ..."}
+    assert format_report({"full": fixed}).splitlines() == [
+        *format_table({"full": decoder}).splitlines(),
+        "",
+        "full: a fixed layout ...",
     ]
 
 

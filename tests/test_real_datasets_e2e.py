@@ -126,7 +126,9 @@ def table_rows(text: str) -> dict[str, list[str]]:
     lines = text.splitlines()
     assert lines[0] == "Decoder masks:" and lines[1] == "| set | mIoU (%) | ARI-FG (%) | MSE |"
     end = lines.index("", 1)
-    assert lines[end + 1] == "Grouping masks:"  # the cut model's k-partition follows
+    verdicts = lines.index("", end + 1)  # one sentence per set on the decoder's fixed layout
+    assert all(": " in line for line in lines[end + 1 : verdicts]) and verdicts - end - 1 == end - 3
+    assert lines[verdicts + 1] == "Grouping masks:"  # the cut model's k-partition follows
     return {cells[0]: cells[1:] for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines[3:end])}
 
 

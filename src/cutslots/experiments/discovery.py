@@ -5,8 +5,9 @@
 ``checkpoint.pt``, ``config.yaml``, the logs of ``train.loggers`` (``scalars.csv``,
 TensorBoard events, W&B; with ``train.eval_every``, each evaluation's scalars and
 decomposition figures), ``metrics.json``
-(one entry per evaluation set: decoder metrics, and the grouping's own metrics with its
-image dependence and static baseline, see :mod:`cutslots.experiments.evaluation`) and PNGs
+(one entry per evaluation set: decoder metrics with the fixed-layout reference of the decoder
+masks, and the grouping's own metrics with its image dependence and static baseline, see
+:mod:`cutslots.experiments.evaluation`) and PNGs
 (``loss.png``, ``learning_curve.png`` when ``train.eval_every`` is set,
 ``decomposition_<set>.png``).
 
@@ -30,7 +31,7 @@ from torch.utils.data import Dataset, IterableDataset
 from cutslots.config import ExperimentConfig, save_config
 from cutslots.data.registry import build_dataset, eval_sets
 from cutslots.experiments.common import eval_mode, is_main, load_run, seed_everything
-from cutslots.experiments.evaluation import evaluate, grouping_verdict
+from cutslots.experiments.evaluation import decoder_verdict, evaluate, grouping_verdict
 from cutslots.models.autoencoder import SlotAutoencoder
 from cutslots.models.builders import build_autoencoder
 from cutslots.plots import curve_figure, decomposition_figure, figure_image, learning_curve_figure, save_figure
@@ -91,6 +92,7 @@ def read_scalars(out_dir: Path) -> dict[str, tuple[list[int], list[float]]]:
 # (scalar suffix, legend) of the learning curve, for every evaluation set.
 _CURVE_METRICS = (
     ("ari_fg", "decoder ARI-FG"),
+    ("decoder_static_ari_fg", "decoder's dataset-mean masks ARI-FG"),
     ("grouping_ari_fg", "grouping ARI-FG"),
     ("static_ari_fg", "static baseline ARI-FG"),
 )
@@ -98,7 +100,7 @@ _CURVE_METRICS = (
 
 def training_curves(out_dir: Path) -> list[Path]:
     """``loss.png`` (training loss) and, with periodic evaluation, ``learning_curve.png``:
-    the loss beside ARI-FG of the decoder, the grouping and its static baseline per set."""
+    the loss beside ARI-FG of the decoder, the grouping and their static baselines per set."""
     curves = read_scalars(out_dir)
     if "train/loss" not in curves:
         return []
@@ -126,9 +128,12 @@ def final_report(
         batch = _shown_images(name, ds).to(device)
         result = evaluate(model, ds, batch_size, device)
         metrics[name] = {"num_images": result["num_images"], **result["summary"]}
-        verdict = grouping_verdict(result["summary"])
-        if verdict is not None:
-            metrics[name]["grouping_verdict"] = verdict
+        for key, verdict in (
+            ("decoder_verdict", decoder_verdict(result["summary"])),
+            ("grouping_verdict", grouping_verdict(result["summary"])),
+        ):
+            if verdict is not None:
+                metrics[name][key] = verdict
         with eval_mode(model), torch.no_grad():
             out = model(batch)
         figures.append(str(save_figure(decomposition_figure(batch, out), out_dir / f"decomposition_{name}.png")))
@@ -232,9 +237,11 @@ def format_grouping_table(metrics: Mapping[str, Mapping[str, Any]]) -> str | Non
 
 
 def format_report(metrics: Mapping[str, Mapping[str, Any]]) -> str:
-    """Table 1 (decoder masks) and, for models with a grouping, the grouping table."""
+    """Table 1 (decoder masks) with the decoder's verdict per set and, for models with a
+    grouping, the grouping table."""
     grouping = format_grouping_table(metrics)
-    table = format_table(metrics)
+    verdicts = [f"{name}: {m['decoder_verdict']}" for name, m in metrics.items() if "decoder_verdict" in m]
+    table = "\n".join([format_table(metrics), *([""] + verdicts if verdicts else [])])
     if grouping is None:
         return table
     return f"Decoder masks:\n{table}\n\nGrouping masks:\n{grouping}"

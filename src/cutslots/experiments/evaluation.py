@@ -24,6 +24,14 @@ the attention) discover anything. Per image:
 A grouping whose ARI-FG does not beat its static baseline, or whose masks are nearly uniform
 (``grouping_margin`` below :data:`MARGIN_FLOOR`), does not discover objects
 (:func:`grouping_verdict`).
+
+The decoder masks get the same fixed-layout reference, for every model: a decoder that paints
+one layout into every image (seen on textured scenes) still scores an ARI-FG wherever the
+objects happen to fall in different regions of it. Per image:
+
+- ``decoder_dependence``: mean over (K, h, w) of |decoder masks - dataset-mean decoder masks|;
+- ``decoder_static_ari``, ``decoder_static_ari_fg``, ``decoder_static_miou``: the metrics when
+  every image is given the dataset-mean decoder masks (:func:`decoder_verdict`).
 """
 
 from __future__ import annotations
@@ -49,6 +57,8 @@ GROUPING_METRICS = (
     "static_miou",
 )
 """The grouping masks' own scores in an evaluation summary (models with ``grouping_masks``)."""
+DECODER_REFERENCE_METRICS = ("decoder_dependence", "decoder_static_ari", "decoder_static_ari_fg", "decoder_static_miou")
+"""The decoder masks' fixed-layout references in an evaluation summary (every model)."""
 # Grouping ARI-FG must beat its static baseline by this much (in [0, 1]) to count as discovery.
 DISCOVERY_MARGIN = 0.10
 MARGIN_FLOOR = 0.10
@@ -145,31 +155,32 @@ def evaluate(
 
     ``dataset`` yields dicts with ``"image" (3,H,W)`` in [0, 1] and ``"mask" (H,W)`` labels.
     Returns ``{"summary": {metric: {mean, std, n, n_nan}}, "per_image": {metric: array},
-    "num_images": N}``; with grouping masks also the :data:`GROUPING_METRICS` and
-    ``"mean_grouping_masks"`` (K, h, w). The grouping references need the dataset mean first,
-    so such a model runs over the data twice, both times from the same RNG state (a model that
-    draws noise, like Slot Attention's slot init, sees the same draws); the caller's RNG state
-    is left as it was.
+    "num_images": N, "mean_decoder_masks": (K, h, w)}`` with the
+    :data:`DECODER_REFERENCE_METRICS`; with grouping masks also the :data:`GROUPING_METRICS` and
+    ``"mean_grouping_masks"`` (K, h, w). The references need the dataset means first, so the
+    model runs over the data twice, both times from the same RNG state (a model that draws
+    noise, like Slot Attention's slot init, sees the same draws); the caller's RNG state is
+    left as it was.
     """
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)  # type: ignore[arg-type]
-    sums: dict[str, torch.Tensor] = {}  # "grouping": sum over images of the grouping masks (K, h, w)
+    sums: dict[str, torch.Tensor] = {}  # output key -> sum over images of its masks (K, h, w)
 
     def score(batch: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
         images = batch["image"].to(device)
         out = model(images)
-        if "grouping_masks" in out:
-            total = out["grouping_masks"].detach().double().sum(0).cpu()  # (K, h, w)
-            sums["grouping"] = sums["grouping"] + total if "grouping" in sums else total
+        for key in _REFERENCED:
+            if key in out:
+                total = out[key].detach().double().sum(0).cpu()  # (K, h, w)
+                sums[key] = sums[key] + total if key in sums else total
         return batch_metrics(images, batch["mask"], out)
 
     with _same_rng(device):
         merged, seen = score_batches(model, loader, score, max_images, "evaluate: the dataset yielded no images")
+    means = {key: total / seen for key, total in sums.items()}  # each (K, h, w)
+    with _same_rng(device):
+        merged.update(_references(model, loader, means, max_images, device))
     result: dict[str, Any] = {"num_images": seen}
-    if "grouping" in sums:
-        mean = sums["grouping"] / seen  # (K, h, w)
-        with _same_rng(device):
-            merged.update(_grouping_references(model, loader, mean, max_images, device))
-        result["mean_grouping_masks"] = mean.float()
+    result.update({_REFERENCED[key][2]: mean.float() for key, mean in means.items()})
     result.update(summary=summarize(merged), per_image=merged)
     return result
 
@@ -180,22 +191,34 @@ def _same_rng(device: str | torch.device) -> Any:
     return torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [])
 
 
-def _grouping_references(
+# Output key of the masks -> (prefix of their static metrics, name of their image dependence,
+# key of their dataset mean in the result).
+_REFERENCED = {
+    "masks": ("decoder_static_", "decoder_dependence", "mean_decoder_masks"),
+    "grouping_masks": ("static_", "image_dependence", "mean_grouping_masks"),
+}
+
+
+def _references(
     model: torch.nn.Module,
     loader: DataLoader,
-    mean: torch.Tensor,
+    means: Mapping[str, torch.Tensor],
     max_images: int | None,
     device: str | torch.device,
 ) -> dict[str, np.ndarray]:
-    """Image dependence and the static baseline, given the dataset-mean grouping masks
-    ``mean`` (K, h, w) of the first pass (module docstring)."""
+    """Image dependence and the static baseline of the decoder and grouping masks, given their
+    dataset means ``means[key]`` (K, h, w) from the first pass (module docstring)."""
 
     def score(batch: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
         true = batch["mask"]
-        grouping = model(batch["image"].to(device))["grouping_masks"].detach().double().cpu()  # (B, K, h, w)
-        static = predicted_labels({"masks": mean[None]}, tuple(true.shape[-2:]))  # (1, H, W)
-        scores = segmentation_metrics(true, static.expand_as(true), mean.shape[0], "static_")
-        scores["image_dependence"] = (grouping - mean).abs().mean(dim=(1, 2, 3)).numpy()  # (B,)
+        out = model(batch["image"].to(device))
+        scores: dict[str, np.ndarray] = {}
+        for key, mean in means.items():
+            prefix, dependence, _ = _REFERENCED[key]
+            masks = out[key].detach().double().cpu()  # (B, K, h, w)
+            static = predicted_labels({"masks": mean[None]}, tuple(true.shape[-2:]))  # (1, H, W)
+            scores.update(segmentation_metrics(true, static.expand_as(true), mean.shape[0], prefix))
+            scores[dependence] = (masks - mean).abs().mean(dim=(1, 2, 3)).numpy()  # (B,)
         return scores
 
     merged, _ = score_batches(model, loader, score, max_images)
@@ -223,3 +246,19 @@ def grouping_verdict(summary: Mapping[str, Mapping[str, float]]) -> str | None:
     if grouping - static < DISCOVERY_MARGIN:
         return f"not clearly discovering objects: {numbers}, less than {100 * DISCOVERY_MARGIN:.0f} points above it"
     return f"beats its static baseline by {100 * (grouping - static):.1f} points: {numbers}"
+
+
+def decoder_verdict(summary: Mapping[str, Mapping[str, float]]) -> str | None:
+    """One sentence comparing the decoder's ARI-FG with that of its dataset-mean masks (None
+    when the summary lacks it: older results). Within :data:`DISCOVERY_MARGIN` of it, the
+    decoder's ARI-FG is what one fixed layout of the image scores, whatever the figure's
+    reconstructions look like."""
+    if "decoder_static_ari_fg" not in summary:
+        return None
+    decoder, static = summary["ari_fg"]["mean"], summary["decoder_static_ari_fg"]["mean"]
+    numbers = f"decoder ARI-FG {100 * decoder:.1f} % vs {100 * static:.1f} % for its dataset-mean masks"
+    if not decoder > static:
+        return f"a fixed layout, not separating objects: {numbers}"
+    if decoder - static < DISCOVERY_MARGIN:
+        return f"mostly a fixed layout: {numbers}, less than {100 * DISCOVERY_MARGIN:.0f} points above it"
+    return f"beats its fixed layout by {100 * (decoder - static):.1f} points: {numbers}"
