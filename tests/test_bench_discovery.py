@@ -188,7 +188,7 @@ def test_shipped_configs_are_the_benchmarked_runs(bench, name, train_set, model)
     assert to_dict(shipped) == to_dict(experiment_from_dict(raw))
 
 
-@pytest.mark.parametrize(("results", "recipe", "count"), [("discovery", "cpu", 48)])
+@pytest.mark.parametrize(("results", "recipe", "count"), [("discovery", "cpu", 48), ("discovery_demo", "demo", 30)])
 def test_committed_runs_are_what_their_recipe_trains(bench, results, recipe, count):
     """Every run in a committed results file was trained with the config ``run_config`` builds
     now for its recipe (the ``cpu`` schedule is pinned, so the demo's own schedule can move on;
