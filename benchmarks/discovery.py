@@ -253,9 +253,10 @@ def _missing_metrics(result: dict[str, Any]) -> bool:
 
 def refreshed(result: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     """``result`` with its metrics recomputed from the run's final checkpoint by the current
-    evaluation (into ``out_dir/refresh``). The evaluation is deterministic, so every metric the
-    run already had must come out the same: a mismatch (another checkpoint, changed data)
-    raises instead of mixing two evaluations."""
+    evaluation (into ``out_dir/refresh``). For a model that draws no noise the evaluation is
+    deterministic, so every metric the run already had must come out the same: a mismatch
+    (another checkpoint, changed data, or noise such as Slot Attention's slot init, which a
+    re-evaluation draws afresh) raises instead of mixing two evaluations."""
     checkpoint = out_dir / "checkpoint.pt"
     if not checkpoint.is_file():
         raise FileNotFoundError(f"{checkpoint}: no checkpoint to refresh {out_dir}'s metrics from")
