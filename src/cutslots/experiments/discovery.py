@@ -240,8 +240,10 @@ def format_report(metrics: Mapping[str, Mapping[str, Any]]) -> str:
     """Table 1 (decoder masks) with the decoder's verdict per set and, for models with a
     grouping, the grouping table."""
     grouping = format_grouping_table(metrics)
+    table = format_table(metrics)
     verdicts = [f"{name}: {m['decoder_verdict']}" for name, m in metrics.items() if "decoder_verdict" in m]
-    table = "\n".join([format_table(metrics), *([""] + verdicts if verdicts else [])])
+    if verdicts:
+        table += "\n\n" + "\n".join(verdicts)
     if grouping is None:
         return table
     return f"Decoder masks:\n{table}\n\nGrouping masks:\n{grouping}"

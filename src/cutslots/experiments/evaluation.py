@@ -37,7 +37,7 @@ objects happen to fall in different regions of it. Per image:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -180,7 +180,7 @@ def evaluate(
     with _same_rng(device):
         merged.update(_references(model, loader, means, max_images, device))
     result: dict[str, Any] = {"num_images": seen}
-    result.update({_REFERENCED[key][2]: mean.float() for key, mean in means.items()})
+    result.update({_REFERENCED[key].mean: mean.float() for key, mean in means.items()})
     result.update(summary=summarize(merged), per_image=merged)
     return result
 
@@ -191,11 +191,18 @@ def _same_rng(device: str | torch.device) -> Any:
     return torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [])
 
 
-# Output key of the masks -> (prefix of their static metrics, name of their image dependence,
-# key of their dataset mean in the result).
+class _Reference(NamedTuple):
+    """Where the fixed-layout reference of one kind of masks is written."""
+
+    static_prefix: str  # of its static metrics
+    dependence: str  # the name of its image dependence
+    mean: str  # the result key of its dataset mean
+
+
+# Output key of the masks -> their reference's names.
 _REFERENCED = {
-    "masks": ("decoder_static_", "decoder_dependence", "mean_decoder_masks"),
-    "grouping_masks": ("static_", "image_dependence", "mean_grouping_masks"),
+    "masks": _Reference("decoder_static_", "decoder_dependence", "mean_decoder_masks"),
+    "grouping_masks": _Reference("static_", "image_dependence", "mean_grouping_masks"),
 }
 
 
@@ -214,11 +221,11 @@ def _references(
         out = model(batch["image"].to(device))
         scores: dict[str, np.ndarray] = {}
         for key, mean in means.items():
-            prefix, dependence, _ = _REFERENCED[key]
+            names = _REFERENCED[key]
             masks = out[key].detach().double().cpu()  # (B, K, h, w)
             static = predicted_labels({"masks": mean[None]}, tuple(true.shape[-2:]))  # (1, H, W)
-            scores.update(segmentation_metrics(true, static.expand_as(true), mean.shape[0], prefix))
-            scores[dependence] = (masks - mean).abs().mean(dim=(1, 2, 3)).numpy()  # (B,)
+            scores.update(segmentation_metrics(true, static.expand_as(true), mean.shape[0], names.static_prefix))
+            scores[names.dependence] = (masks - mean).abs().mean(dim=(1, 2, 3)).numpy()  # (B,)
         return scores
 
     merged, _ = score_batches(model, loader, score, max_images)
