@@ -169,6 +169,11 @@ def test_overrides_use_yaml_scalar_semantics(tmp_path: Path) -> None:
         (CUT + "    init_scale: 0\n", "model.grouping.init_scale", "greater than 0"),
         ("model:\n  num_slots: 1\n", "model.num_slots", ">= 2 with a background slot"),
         ("model:\n  decoder:\n    layers: 0\n", "model.decoder.layers", "greater than or equal to 1"),
+        (
+            "model:\n  decoder:\n    pointwise_layers: -1\n",
+            "model.decoder.pointwise_layers",
+            "greater than or equal to 0",
+        ),
         ("train:\n  loggers: [csv, mlflow]\n", "train.loggers[1]", "'tensorboard' or 'wandb', got str 'mlflow'"),
         ("train:\n  loggers: [csv, csv]\n", "train.loggers", "each logger at most once, got ['csv', 'csv']"),
         ("train:\n  loggers: csv\n", "train.loggers", "valid tuple, got str 'csv'"),

@@ -154,6 +154,32 @@ def test_decoder_shapes_and_masks(out_size: int, broadcast: int, hidden_layers: 
     np.testing.assert_allclose(image.numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_decoder_pointwise_head_is_a_per_pixel_mlp() -> None:
+    # The 1x1 layers act on each pixel's hidden vector alone: recompute them as matrix products.
+    torch.manual_seed(2)
+    dec = SpatialBroadcastDecoder(
+        slot_dim=5, out_size=16, broadcast=16, channels=4, pointwise_layers=2, pointwise_channels=7
+    )
+    pointwise = [m for m in dec.net if isinstance(m, nn.Conv2d) and not isinstance(m, nn.ConvTranspose2d)]
+    assert [(m.in_channels, m.out_channels, m.kernel_size) for m in pointwise] == [(4, 7, (1, 1)), (7, 7, (1, 1))]
+    slots = torch.randn(2, 3, 5)
+    with torch.no_grad():
+        grid = dec.position(slots.reshape(6, 5, 1, 1).expand(-1, -1, 16, 16))
+        hidden = dec.net[:2](grid)  # (6, 4, 16, 16): the 5x5 layer and its ReLU
+        x = hidden.permute(0, 2, 3, 1).double()  # (6, 16, 16, 4)
+        for layer in pointwise:
+            x = torch.relu(x @ layer.weight.double()[:, :, 0, 0].T + layer.bias.double())
+        out = dec.net[-1]
+        expected = F.conv_transpose2d(
+            x.permute(0, 3, 1, 2), out.weight.double(), out.bias.double(), padding=1
+        )  # (6, 4, 16, 16)
+        recons, masks, _ = dec(slots)
+    torch.testing.assert_close(recons.double(), expected.reshape(2, 3, 4, 16, 16)[:, :, :3], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        masks.double(), torch.softmax(expected.reshape(2, 3, 4, 16, 16)[:, :, 3], dim=1), rtol=1e-5, atol=1e-6
+    )
+
+
 def test_decoder_single_slot_owns_every_pixel() -> None:
     dec = SpatialBroadcastDecoder(slot_dim=5, out_size=16, broadcast=4, channels=4)
     with torch.no_grad():
@@ -181,6 +207,10 @@ def test_decoder_bad_arguments() -> None:
         SpatialBroadcastDecoder(0)
     with pytest.raises(ValueError, match="hidden_layers must be a positive int, got 0"):
         SpatialBroadcastDecoder(4, out_size=16, broadcast=8, hidden_layers=0)
+    with pytest.raises(ValueError, match="pointwise_layers must be a non-negative int, got -1"):
+        SpatialBroadcastDecoder(4, out_size=16, broadcast=8, pointwise_layers=-1)
+    with pytest.raises(ValueError, match="pointwise_channels must be a positive int, got 0"):
+        SpatialBroadcastDecoder(4, out_size=16, broadcast=8, pointwise_layers=1, pointwise_channels=0)
     dec = SpatialBroadcastDecoder(4, out_size=16, broadcast=8, channels=4)
     with pytest.raises(ValueError, match=r"slots.*\(B, K, 4\)"):
         dec(torch.randn(2, 3, 5))

@@ -58,6 +58,9 @@ class DecoderConfig(Section):
     # up to the image size); the image size (no upsampling) is the Watters et al. form.
     broadcast: PositiveInt = 8
     layers: PositiveInt = 1  # stride-1 5x5 layers at the image size (Watters et al.: 4)
+    # 1x1 layers after them: they compose the 5x5 layer's fixed-direction hinges into shapes.
+    pointwise_layers: Annotated[int, Field(ge=0)] = 0
+    pointwise_channels: PositiveInt = 64
 
 
 class CutGroupingConfig(Section):

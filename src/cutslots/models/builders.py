@@ -116,6 +116,8 @@ def build_autoencoder(model: ModelConfig, image_size: int) -> SlotAutoencoder:
         broadcast=model.decoder.broadcast,
         channels=model.decoder.channels,
         hidden_layers=model.decoder.layers,
+        pointwise_layers=model.decoder.pointwise_layers,
+        pointwise_channels=model.decoder.pointwise_channels,
     )
     return SlotAutoencoder(encoder, build_grouping(model, encoder.channels, size), decoder)
 

@@ -3,10 +3,18 @@
 Each slot is decoded on its own: tiled onto a ``broadcast`` x ``broadcast`` grid, given a soft
 position embedding, upsampled by stride-2 transposed 5x5 convolutions to ``out_size``, passed
 through ``hidden_layers`` stride-1 5x5 convolutions there (Slot Attention's CLEVR decoder has 1;
-Watters et al.'s full-grid decoder 4), then mapped to 4 channels (RGB + alpha logit). Alpha
-logits are normalised with a softmax across slots, so the masks partition every pixel, and the
-image is the mask-weighted sum of the per-slot RGB reconstructions. RGB is left unbounded (no
-squashing), in the [0, 1] image scale.
+Watters et al.'s full-grid decoder 4) and ``pointwise_layers`` 1x1 convolutions of
+``pointwise_channels``, then mapped to 4 channels (RGB + alpha logit). Alpha logits are
+normalised with a softmax across slots, so the masks partition every pixel, and the image is the
+mask-weighted sum of the per-slot RGB reconstructions. RGB is left unbounded (no squashing), in
+the [0, 1] image scale.
+
+Why the 1x1 layers: on a broadcast grid of the image size the first 5x5 layer sees a slot plus a
+linear position embedding, so each of its channels is a hinge ``relu(a x + b y + f(slot))``
+whose direction is fixed and only whose offset the slot sets (away from the zero-padded border).
+One such layer paints every object as the same family of blurred convex bumps; a pixelwise layer
+on top composes the hinges (docs/discovery.md, "A pixelwise decoder head") at a quarter of the
+products of a 5x5 layer of 32 channels.
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ class SpatialBroadcastDecoder(nn.Module):
         broadcast: int = 8,
         channels: int = 64,
         hidden_layers: int = 1,
+        pointwise_layers: int = 0,
+        pointwise_channels: int = 64,
     ) -> None:
         super().__init__()
         for name, value in [
@@ -48,8 +58,11 @@ class SpatialBroadcastDecoder(nn.Module):
             ("broadcast", broadcast),
             ("channels", channels),
             ("hidden_layers", hidden_layers),
+            ("pointwise_channels", pointwise_channels),
         ]:
             check_positive_int(name, value)
+        if not isinstance(pointwise_layers, int) or isinstance(pointwise_layers, bool) or pointwise_layers < 0:
+            raise ValueError(f"pointwise_layers must be a non-negative int, got {pointwise_layers!r}")
         self.slot_dim = slot_dim
         self.out_size = out_size
         self.broadcast = broadcast
@@ -67,6 +80,9 @@ class SpatialBroadcastDecoder(nn.Module):
         for _ in range(hidden_layers):
             layers += [nn.ConvTranspose2d(in_channels, channels, 5, stride=1, padding=2), nn.ReLU()]
             in_channels = channels
+        for _ in range(pointwise_layers):
+            layers += [nn.Conv2d(in_channels, pointwise_channels, 1), nn.ReLU()]
+            in_channels = pointwise_channels
         layers.append(nn.ConvTranspose2d(in_channels, 4, 3, stride=1, padding=1))
         self.net = nn.Sequential(*layers)
 
