@@ -34,6 +34,12 @@ def check_positive_int(name: str, value: object) -> None:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+def check_nonnegative_int(name: str, value: object) -> None:
+    """Raise unless ``value`` is an int >= 0 (a bool is not an int here)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+
+
 def check_positive_float(name: str, value: object) -> float:
     """``value`` as a float; raise unless it is a finite number > 0."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:

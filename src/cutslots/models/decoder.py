@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from cutslots.checks import check_positive_int
+from cutslots.checks import check_nonnegative_int, check_positive_int
 from cutslots.nn.position import SoftPositionEmbed
 
 
@@ -61,8 +61,7 @@ class SpatialBroadcastDecoder(nn.Module):
             ("pointwise_channels", pointwise_channels),
         ]:
             check_positive_int(name, value)
-        if not isinstance(pointwise_layers, int) or isinstance(pointwise_layers, bool) or pointwise_layers < 0:
-            raise ValueError(f"pointwise_layers must be a non-negative int, got {pointwise_layers!r}")
+        check_nonnegative_int("pointwise_layers", pointwise_layers)
         self.slot_dim = slot_dim
         self.out_size = out_size
         self.broadcast = broadcast
